@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from training.losses import ccc, ccc_loss, ccc_per_dimension, pearson, regression_metrics, rmse
+
+
+def reference_ccc(x, y):
+    """Lin (1989), written out independently with numpy's own estimators."""
+    sxy = np.cov(x, y, bias=True)[0, 1]
+    return 2 * sxy / (np.var(x) + np.var(y) + (np.mean(x) - np.mean(y)) ** 2)
+
+
+@pytest.fixture
+def series():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(400)
+    return x, 0.7 * x + 0.3 * rng.standard_normal(400) + 0.2
+
+
+def test_ccc_matches_numpy_reference(series):
+    x, y = series
+    assert ccc(x, y) == pytest.approx(reference_ccc(x, y), abs=1e-7)
+    pred = torch.tensor(np.stack([x, y], -1)[None], dtype=torch.float64)
+    target = torch.tensor(np.stack([y, x], -1)[None], dtype=torch.float64)
+    torch_ccc = ccc_per_dimension(pred, target).numpy()
+    assert torch_ccc == pytest.approx([reference_ccc(x, y)] * 2, abs=1e-6)
+
+
+def test_ccc_extremes_and_sensitivity_to_scale_and_shift(series):
+    x, _ = series
+    x = x - x.mean()  # CCC(x, -x) = -1 holds for a zero-mean series
+    assert ccc(x, x) == pytest.approx(1.0, abs=1e-6)
+    assert ccc(x, -x) == pytest.approx(-1.0, abs=1e-6)
+    assert pearson(x, 2 * x + 1) == pytest.approx(1.0)  # Pearson ignores scale and shift ...
+    assert ccc(x, 2 * x) < 0.9  # ... CCC does not
+    assert ccc(x, x + 1.0) < 0.7
+    assert rmse(x, x + 0.5) == pytest.approx(0.5)
+
+
+def test_loss_ignores_padded_steps(series):
+    x, y = series
+    pred = torch.tensor(np.stack([x, y], -1)[None], dtype=torch.float32)
+    target = pred.clone()
+    mask = torch.ones(1, len(x))
+    mask[0, 300:] = 0
+    target[0, 300:] = 50.0  # garbage in the padding must not matter
+    assert ccc_loss(pred, target, mask).item() == pytest.approx(0.0, abs=1e-5)
+    assert ccc_loss(pred, target).item() > 0.5
+
+
+def test_regression_metrics_layout(series):
+    x, y = series
+    metrics = regression_metrics(np.stack([x, y], -1), np.stack([x, x], -1))
+    assert metrics["n"] == 400
+    assert metrics["arousal"]["ccc"] == pytest.approx(1.0, abs=1e-6)
+    assert set(metrics["valence"]) == {"ccc", "pcc", "rmse"}
+    assert metrics["valence"]["ccc"] < metrics["valence"]["pcc"] < 1.0

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+
+from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from training.losses import ccc_loss
+from training.network import PRESETS, AffectNet, AudioCNN, ResNet, preset
+
+
+def test_audio_branch_is_the_papers_shape():
+    branch = AudioCNN(40, 0.5)
+    assert branch.conv1.kernel_size == (20,) and branch.conv1.out_channels == 40
+    assert branch.conv2.kernel_size == (40,) and branch.conv2.out_channels == 40
+    assert branch.eval()(torch.randn(3, 640)).shape == (3, 1280)
+
+
+def test_audio_dropout_only_in_training():
+    branch = AudioCNN(40, 0.5)
+    window = torch.randn(2, 640)
+    branch.eval()
+    assert torch.equal(branch(window), branch(window))
+    branch.train()
+    assert not torch.equal(branch(window), branch(window))
+
+
+def test_paper_preset_is_resnet50_on_96px_rgb():
+    config = PRESETS["paper"]
+    assert (config.resnet_block, config.resnet_layers) == ("bottleneck", (3, 4, 6, 3))
+    assert (config.face_size, config.face_channels) == (96, 3)
+    assert (config.lstm_layers, config.lstm_hidden) == (2, 256)
+    resnet = ResNet("bottleneck", (3, 4, 6, 3), 64, 3).eval()
+    # ResNet-50 without its classifier has 23.5 M parameters.
+    assert sum(p.numel() for p in resnet.parameters()) == pytest.approx(23.5e6, rel=0.01)
+    assert resnet(torch.rand(1, 3, 96, 96)).shape == (1, 2048)
+
+
+def test_unknown_preset_is_named():
+    with pytest.raises(ValueError, match="choose one of"):
+        preset("huge")
+
+
+def make_inputs(config, batch=2, steps=5, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    audio = torch.randn(batch, steps, 640, generator=generator) * 0.1
+    face = torch.rand(batch, steps, config.face_channels, config.face_size, config.face_size,
+                      generator=generator)
+    return audio, face
+
+
+def test_face_is_ignored_where_mask_is_zero():
+    model = AffectNet(preset("tiny")).eval()
+    audio, face = make_inputs(model.config)
+    mask = torch.tensor([[1, 0, 0, 1, 0], [0, 0, 0, 0, 0]], dtype=torch.float32)
+    h, c = model.initial_state(2)
+    other_face = face.clone()
+    other_face[mask == 0] = torch.rand_like(other_face[mask == 0])  # change only masked faces
+    with torch.no_grad():
+        first = model(audio, face, mask, h, c)[0]
+        second = model(audio, other_face, mask, h, c)[0]
+        unmasked_change = face.clone()
+        unmasked_change[0, 0] = 1 - unmasked_change[0, 0]
+        third = model(audio, unmasked_change, mask, h, c)[0]
+    assert torch.equal(first, second)
+    assert not torch.allclose(first[0], third[0])  # a visible face does change the output
+
+
+def test_tiny_model_overfits_target_that_needs_both_branches():
+    """Target = audio loudness (arousal) and face brightness (valence): loss must fall >= 90%."""
+    torch.manual_seed(0)
+    model = AffectNet(preset("tiny"))
+    model.train()
+    config = model.config
+    steps, batch = 16, 4
+    rng = torch.Generator().manual_seed(1)
+    loudness = torch.rand(batch, steps, 1, generator=rng)
+    brightness = torch.rand(batch, steps, 1, generator=rng)
+    audio = torch.randn(batch, steps, 640, generator=rng) * loudness
+    face = brightness[..., None, None].expand(batch, steps, config.face_channels,
+                                              config.face_size, config.face_size).contiguous()
+    target = torch.cat([loudness, brightness], dim=-1) * 2 - 1
+    mask = torch.ones(batch, steps)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(150):
+        prediction = model(audio, face, mask, *model.initial_state(batch))[0]
+        loss = ccc_loss(prediction, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] <= 0.1 * losses[0], (losses[0], losses[-1])
+    assert model.audio.conv1.weight.grad.abs().sum() > 0
+    assert model.visual.stem[0].weight.grad.abs().sum() > 0
+
+
+def test_checkpoint_rebuilds_model_alone(tmp_path):
+    model = AffectNet(preset("tiny")).eval()
+    save_checkpoint(tmp_path / "m.pt", model, "tiny", step=7)
+    loaded, checkpoint = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.config == model.config and checkpoint["step"] == 7
+    audio, face = make_inputs(model.config, batch=1)
+    mask, state = torch.ones(1, 5), model.initial_state(1)
+    with torch.no_grad():
+        assert torch.equal(model(audio, face, mask, *state)[0], loaded(audio, face, mask, *state)[0])
+
+
+def test_bad_checkpoint_is_named(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")

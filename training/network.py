@@ -1,0 +1,221 @@
+"""The end-to-end network of Tzirakis et al. (IEEE JSTSP 2017) in PyTorch.
+
+audio [B,T,640] -> audio CNN -> 1,280 features per 40 ms step
+face  [B,T,C,H,W] -> ResNet -> 2,048 (ResNet-50) features, zeroed where face_mask = 0
+concat (+ face_mask) -> 2-layer LSTM (256) -> linear -> (arousal, valence) per step
+
+The LSTM state is an explicit input and output, so the same module serves live
+streaming (T=1, state carried) and offline analysis (long T).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.spec import WINDOW_SAMPLES, FaceCrop
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Every architectural choice; saved in each checkpoint so a model rebuilds from it."""
+
+    audio_filters: int = 40  # conv filters in both audio layers (authors' code)
+    audio_dropout: float = 0.5  # dropout on the raw window, training only (slim default)
+    resnet_block: str = "bottleneck"  # "bottleneck" (ResNet-50) or "basic" (ResNet-18/34)
+    resnet_layers: tuple[int, ...] = (3, 4, 6, 3)
+    resnet_width: int = 64  # channels of the stem; stages use width x 1, 2, 4, 8
+    face_size: int = 96
+    face_channels: int = 3
+    face_margin: float = 0.15
+    lstm_hidden: int = 256
+    lstm_layers: int = 2
+    lstm_dropout: float = 0.0
+
+    @property
+    def face_crop(self) -> FaceCrop:
+        return FaceCrop(size=self.face_size, channels=self.face_channels, margin=self.face_margin)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "NetworkConfig":
+        values = dict(values)
+        values["resnet_layers"] = tuple(values["resnet_layers"])
+        return cls(**values)
+
+
+PRESETS: dict[str, NetworkConfig] = {
+    # Exactly the paper: ResNet-50 on 96x96 RGB, 2x256 LSTM.
+    "paper": NetworkConfig(),
+    # A 2-core laptop CPU trains and runs this comfortably: ResNet-18 on 64x64 grey faces
+    # (FER+ faces are grey anyway), same audio CNN and LSTM.
+    "light": replace(NetworkConfig(), resnet_block="basic", resnet_layers=(2, 2, 2, 2),
+                     face_size=64, face_channels=1),
+    # Lighter still: half-width ResNet-18 on 48x48 grey (FER+'s native resolution).
+    "small": replace(NetworkConfig(), resnet_block="basic", resnet_layers=(2, 2, 2, 2),
+                     resnet_width=32, face_size=48, face_channels=1),
+    # For tests only: seconds to build, train a few steps and export.
+    "tiny": replace(NetworkConfig(), audio_filters=10, resnet_block="basic",
+                    resnet_layers=(1, 1, 1, 1), resnet_width=8, face_size=32, face_channels=1,
+                    lstm_hidden=32),
+}
+
+
+def preset(name: str) -> NetworkConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def pad_same(x: torch.Tensor, kernel: int) -> torch.Tensor:
+    """TensorFlow 'SAME' padding for stride 1 (even kernels pad one more on the right)."""
+    left = (kernel - 1) // 2
+    return F.pad(x, (left, kernel - 1 - left))
+
+
+class AudioCNN(nn.Module):
+    """Raw 640-sample window -> 1,280 features, as in the authors' TensorFlow code.
+
+    dropout -> conv 40x20 (SAME) + ReLU -> max-pool 2 in time -> conv 40x40 (SAME) + ReLU
+    -> max-pool 10 across the filters -> 320 time positions x 4 = 1,280.
+    """
+
+    def __init__(self, filters: int = 40, dropout: float = 0.5):
+        super().__init__()
+        if filters % 10:
+            raise ValueError("audio_filters must be a multiple of 10 (pooled across filters by 10)")
+        self.dropout = nn.Dropout(dropout)
+        self.conv1 = nn.Conv1d(1, filters, 20)
+        self.conv2 = nn.Conv1d(filters, filters, 40)
+        self.out_features = WINDOW_SAMPLES // 2 * filters // 10
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:  # [N, 640] -> [N, 1280]
+        x = self.dropout(windows).unsqueeze(1)
+        x = F.relu(self.conv1(pad_same(x, 20)))
+        x = F.max_pool1d(x, 2)
+        x = F.relu(self.conv2(pad_same(x, 40)))  # [N, filters, 320]
+        x = F.max_pool1d(x.transpose(1, 2), 10)  # pool across filters: [N, 320, filters/10]
+        return x.flatten(1)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = _shortcut(inplanes, planes * self.expansion, stride)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.downsample(x))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.downsample = _shortcut(inplanes, planes * self.expansion, stride)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + self.downsample(x))
+
+
+def _shortcut(inplanes: int, outplanes: int, stride: int) -> nn.Module:
+    if stride == 1 and inplanes == outplanes:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(inplanes, outplanes, 1, stride, bias=False),
+                         nn.BatchNorm2d(outplanes))
+
+
+class ResNet(nn.Module):
+    """He et al. (2016) ResNet without the classifier: image -> pooled features."""
+
+    def __init__(self, block: str, layers: tuple[int, ...], width: int, in_channels: int):
+        super().__init__()
+        block_type = {"basic": BasicBlock, "bottleneck": Bottleneck}[block]
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        stages, inplanes = [], width
+        for index, blocks in enumerate(layers):
+            planes = width * 2 ** index
+            for block_index in range(blocks):
+                stride = 2 if index > 0 and block_index == 0 else 1
+                stages.append(block_type(inplanes, planes, stride))
+                inplanes = planes * block_type.expansion
+        self.stages = nn.Sequential(*stages)
+        self.out_features = inplanes
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        # Zero the last BN of each residual branch: every block starts as identity, which
+        # trains faster and more stably from scratch (Goyal et al., 2017).
+        for module in self.modules():
+            if isinstance(module, (BasicBlock, Bottleneck)):
+                last_bn = module.bn3 if isinstance(module, Bottleneck) else module.bn2
+                nn.init.zeros_(last_bn.weight)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # [N,C,H,W] -> [N, features]
+        return self.stages(self.stem(images)).mean(dim=(2, 3))
+
+
+class AffectNet(nn.Module):
+    """Audio CNN + ResNet + LSTM; forward(audio, face, face_mask, h, c) -> (av, h, c)."""
+
+    def __init__(self, config: NetworkConfig):
+        super().__init__()
+        self.config = config
+        self.audio = AudioCNN(config.audio_filters, config.audio_dropout)
+        self.visual = ResNet(config.resnet_block, config.resnet_layers, config.resnet_width,
+                             config.face_channels)
+        # +1: the LSTM sees the face mask itself, so "no face" differs from "a face whose
+        # features happen to be small".
+        fused = self.audio.out_features + self.visual.out_features + 1
+        self.lstm = nn.LSTM(fused, config.lstm_hidden, config.lstm_layers, batch_first=True,
+                            dropout=config.lstm_dropout if config.lstm_layers > 1 else 0.0)
+        self.head = nn.Linear(config.lstm_hidden, 2)
+
+    def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (self.config.lstm_layers, batch, self.config.lstm_hidden)
+        return torch.zeros(shape), torch.zeros(shape)
+
+    def features(self, audio: torch.Tensor, face: torch.Tensor,
+                 face_mask: torch.Tensor) -> torch.Tensor:
+        """Per-step fused features [B,T,F]; the CNNs batch over B*T."""
+        batch, steps = audio.shape[0], audio.shape[1]
+        audio_features = self.audio(audio.reshape(batch * steps, audio.shape[2]))
+        visual_features = self.visual(face.reshape(batch * steps, *face.shape[2:]))
+        mask = face_mask.reshape(batch * steps, 1)
+        # Selecting zeros where no face was found makes the output independent of the
+        # face pixels there (and the ResNet gets no gradient from those steps).
+        visual_features = torch.where(mask > 0.5, visual_features,
+                                      torch.zeros_like(visual_features))
+        fused = torch.cat([audio_features, visual_features, mask], dim=1)
+        return fused.reshape(batch, steps, -1)
+
+    def forward(self, audio, face, face_mask, h, c):
+        outputs, (h_out, c_out) = self.lstm(self.features(audio, face, face_mask), (h, c))
+        return self.head(outputs), h_out, c_out
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
