@@ -203,12 +203,22 @@ class AffectNet(nn.Module):
         """Per-step fused features [B,T,F]; the CNNs batch over B*T."""
         batch, steps = audio.shape[0], audio.shape[1]
         audio_features = self.audio(audio.reshape(batch * steps, audio.shape[2]))
-        visual_features = self.visual(face.reshape(batch * steps, *face.shape[2:]))
+        faces = face.reshape(batch * steps, *face.shape[2:])
         mask = face_mask.reshape(batch * steps, 1)
-        # Selecting zeros where no face was found makes the output independent of the
-        # face pixels there (and the ResNet gets no gradient from those steps).
-        visual_features = torch.where(mask > 0.5, visual_features,
-                                      torch.zeros_like(visual_features))
+        present = mask[:, 0] > 0.5
+        if self.training:
+            # Only real faces go through the ResNet: saves the compute of voice-only steps
+            # and keeps missing-face zeros out of the BatchNorm statistics.
+            visual_features = faces.new_zeros(batch * steps, self.visual.out_features)
+            if bool(present.any()):
+                visual_features = visual_features.index_put((present,),
+                                                            self.visual(faces[present]))
+        else:
+            # The exported graph: one static path. Selecting zeros where no face was found
+            # makes the output independent of the face pixels there.
+            visual_features = self.visual(faces)
+            visual_features = torch.where(present[:, None], visual_features,
+                                          torch.zeros_like(visual_features))
         fused = torch.cat([audio_features, visual_features, mask], dim=1)
         return fused.reshape(batch, steps, -1)
 

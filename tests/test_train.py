@@ -1,0 +1,117 @@
+"""affect-train end to end on tiny corpora in the real layouts (CPU, tiny preset)."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from training.train import main
+
+TINY_RUN = ["--preset", "tiny", "--steps", "10", "--train-sequences", "8",
+            "--valid-sequences", "4", "--batch-size", "4", "--lr", "1e-3"]
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("AFFECT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("stage", ["face", "voice", "fused"])
+def test_each_stage_trains_and_writes_checkpoints(stage, tiny_corpora, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*TINY_RUN, "--stage", stage, "--data-root", str(tiny_corpora),
+                 "--out", str(out), "--epochs", "2"]) == 0
+    assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["epoch"] == 1 and last["step"] == 4
+    assert set(last["card"]["validation"]) >= {"arousal", "valence", "n"}
+    assert list((out / "tensorboard").iterdir())
+    printed = capsys.readouterr().out
+    assert "epoch 2:" in printed and "valid CCC arousal" in printed
+
+
+def test_resume_continues_where_it_stopped(tiny_corpora, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = [*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora), "--out", str(out)]
+    assert main([*common, "--epochs", "1"]) == 0
+    assert main([*common, "--epochs", "2", "--resume"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["epoch"] == 1 and last["step"] == 4  # 2 batches per epoch, 2 epochs in all
+
+
+def test_staged_training_starts_from_previous_stage(tiny_corpora, tmp_path):
+    voice = tmp_path / "voice"
+    assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
+                 "--out", str(voice), "--epochs", "1"]) == 0
+    fused = tmp_path / "fused"
+    assert main([*TINY_RUN, "--stage", "fused", "--data-root", str(tiny_corpora),
+                 "--out", str(fused), "--epochs", "1", "--init", str(voice / "last.pt"),
+                 "--freeze", "audio"]) == 0
+    before = torch.load(voice / "last.pt", weights_only=True)["model"]
+    after = torch.load(fused / "last.pt", weights_only=True)["model"]
+    assert torch.equal(before["audio.conv1.weight"], after["audio.conv1.weight"])  # frozen
+    assert not torch.equal(before["head.weight"], after["head.weight"])  # trained
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
+    assert main([*TINY_RUN, "--stage", "face", "--data-root", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "run")]) == 1
+    error = capsys.readouterr().err
+    assert "affect-train:" in error and "nowhere" in error
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None and not os.path.exists(
+    os.path.join(os.path.dirname(sys.executable), "torchrun")), reason="torchrun not installed")
+def test_two_process_ddp_ends_with_identical_weights(tiny_corpora, tmp_path):
+    out = tmp_path / "ddp"
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    environment = {**os.environ, "AFFECT_CACHE_DIR": str(tmp_path / "cache"),
+                   "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "training.train", *TINY_RUN,
+         "--stage", "fused", "--data-root", str(tiny_corpora), "--out", str(out),
+         "--epochs", "2"], capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checksums = torch.load(out / "last.pt", weights_only=True)["rank_checksums"]
+    assert len(checksums) == 2 and checksums[0] == checksums[1]
+
+
+def test_train_export_evaluate_end_to_end(tiny_corpora, tmp_path):
+    """The whole toolkit on CPU: train (tiny preset), export to ONNX, evaluate the ONNX file."""
+    import json
+
+    from training.evaluate import main as evaluate
+    from training.export import main as export
+
+    out = tmp_path / "run"
+    assert main([*TINY_RUN, "--stage", "fused", "--data-root", str(tiny_corpora),
+                 "--out", str(out), "--epochs", "1"]) == 0
+    assert export([str(out / "best.pt"), "-o", str(tmp_path / "m.onnx"), "--steps", "50"]) == 0
+    for kind, path, unit in (("ferplus", tiny_corpora / "ferplus", "image"),
+                             ("ravdess", tiny_corpora / "ravdess-speech-16k", "clip"),
+                             ("synthetic", tiny_corpora, "step")):
+        result = tmp_path / kind
+        assert evaluate(["--model", str(tmp_path / "m.onnx"), "--dataset", f"{kind}:{path}",
+                         "--out", str(result)]) == 0
+        metrics = json.loads((result / "metrics.json").read_text())
+        assert unit in metrics["unit"]
+        for name in ("arousal", "valence"):
+            assert -1.0 <= metrics[name]["ccc"] <= 1.0 and metrics[name]["rmse"] >= 0
+        assert (result / "time.png").stat().st_size > 1000
+        assert (result / "scatter.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "ferplus" / "metrics.json").read_text())["n"] == 6
+    assert json.loads((tmp_path / "ravdess" / "metrics.json").read_text())["n"] == 8
+
+
+def test_evaluate_rejects_bad_dataset_argument(tiny_model_path, tmp_path, capsys):
+    from training.evaluate import main as evaluate
+
+    assert evaluate(["--model", str(tiny_model_path), "--dataset", f"audioset:{tmp_path}",
+                     "--out", str(tmp_path / "e")]) == 1
+    assert "unknown dataset kind 'audioset'" in capsys.readouterr().err
+    assert evaluate(["--model", str(tmp_path / "none.onnx"), "--dataset", f"ferplus:{tmp_path}",
+                     "--out", str(tmp_path / "e")]) == 1
+    assert "model file not found" in capsys.readouterr().err

@@ -1,0 +1,388 @@
+"""`affect-train`: one readable training loop (Adam, CCC loss, clipping, validation).
+
+    affect-train --preset light --stage fused --data-root ../shared/data --out runs/light
+
+Stages (chosen by flags, staged training = run them in order with --init):
+  face   the visual branch on FER+ faces (voice silent)
+  voice  the audio branch on RAVDESS speech (face masked)
+  fused  the whole network on synthetic multimodal sequences
+Every epoch: validation CCC per dimension, `last.pt`, and `best.pt` when the mean CCC
+improved. `--resume` continues from `last.pt` (weights, optimiser, epoch, best score).
+Multi-GPU / multi-machine: `torchrun --nproc_per_node N -m training.train ...`
+(DistributedDataParallel; gloo on CPU, NCCL on GPU).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from training.losses import ccc_loss, regression_metrics
+from training.network import AffectNet, preset
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = "light"
+    stage: str = "fused"
+    out: Path = Path("runs/affect")
+    epochs: int = 10
+    batch_size: int = 8
+    learning_rate: float = 1e-4  # the paper's Adam learning rate
+    clip_norm: float = 1.0
+    seed: int = 0
+    workers: int = 0
+    resume: bool = False
+    init: Path | None = None  # weights of an earlier stage (staged training)
+    freeze: tuple[str, ...] = ()  # branches kept fixed: "audio", "visual"
+    amp: bool = True  # mixed precision, used only on a GPU
+    card: dict = field(default_factory=dict)  # provenance for the exported model's spec
+
+
+@dataclass
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Distributed:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return Distributed()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    return Distributed(dist.get_rank(), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def device_for(distributed: Distributed) -> torch.device:
+    if torch.cuda.is_available():
+        torch.cuda.set_device(distributed.local_rank)
+        return torch.device("cuda", distributed.local_rank)
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    # Near-silent audio makes denormal floats in the audio CNN's backward pass, which
+    # slow a CPU step several times over; flushing them to zero changes nothing else.
+    torch.set_flush_denormal(True)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+
+
+def forward_batch(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    network = model.module if hasattr(model, "module") else model
+    h, c = network.initial_state(batch["audio"].shape[0])
+    h, c = h.to(batch["audio"].device), c.to(batch["audio"].device)
+    return model(batch["audio"], batch["face"], batch["face_mask"], h, c)[0]
+
+
+@torch.no_grad()
+def evaluate(model, loader: DataLoader, device: torch.device) -> dict:
+    """CCC, Pearson and RMSE per dimension over every valid step of the loader."""
+    model.eval()
+    predictions, targets = [], []
+    for batch in loader:
+        batch = to_device(batch, device)
+        prediction = forward_batch(model, batch).float()
+        valid = batch["step_mask"] > 0.5
+        predictions.append(prediction[valid].cpu().numpy())
+        targets.append(batch["target"][valid].cpu().numpy())
+    return regression_metrics(np.concatenate(predictions), np.concatenate(targets))
+
+
+def mean_ccc(metrics: dict) -> float:
+    return (metrics["arousal"]["ccc"] + metrics["valence"]["ccc"]) / 2
+
+
+def freeze_branches(model: AffectNet, branches: tuple[str, ...]) -> None:
+    for name in branches:
+        branch = {"audio": model.audio, "visual": model.visual}.get(name)
+        if branch is None:
+            raise ValueError(f"--freeze takes 'audio' or 'visual', not {name!r}")
+        for parameter in branch.parameters():
+            parameter.requires_grad_(False)
+
+
+def build_model(config: TrainConfig) -> AffectNet:
+    if config.init is None:
+        return AffectNet(preset(config.preset))
+    model, _ = load_checkpoint(config.init)
+    if model.config != preset(config.preset):
+        print(f"note: --init {config.init} has its own architecture; --preset ignored")
+    return model
+
+
+def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
+          collate, distributed: Distributed | None = None) -> dict:
+    """Train and validate; returns the best validation metrics. Rank 0 writes checkpoints."""
+    distributed = distributed or Distributed()
+    device = device_for(distributed)
+    seed_everything(config.seed)
+    model = build_model(config).to(device)
+    freeze_branches(model, config.freeze)
+    network = model
+    if distributed.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            # voice-only batches leave the ResNet unused; DDP must not wait for its grads
+            find_unused_parameters=True)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                                 lr=config.learning_rate)
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    sampler = DistributedSampler(train_set, seed=config.seed) if distributed.enabled else None
+    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=sampler is None,
+                              sampler=sampler, collate_fn=collate, num_workers=config.workers,
+                              drop_last=True, generator=torch.Generator().manual_seed(config.seed))
+    valid_loader = DataLoader(valid_set, batch_size=config.batch_size, collate_fn=collate,
+                              num_workers=config.workers)
+    if len(train_loader) == 0:
+        raise ValueError(f"the training set ({len(train_set)} sequences) is smaller than one "
+                         f"batch of {config.batch_size}; lower --batch-size")
+
+    out = Path(config.out)
+    start_epoch, best, step = 0, {"score": -math.inf, "metrics": None}, 0
+    if config.resume and (out / "last.pt").is_file():
+        _, checkpoint = load_checkpoint(out / "last.pt")
+        network.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start_epoch, step = checkpoint["epoch"] + 1, checkpoint["step"]
+        best = checkpoint["best"]
+        if distributed.is_main:
+            print(f"resumed from {out / 'last.pt'} at epoch {start_epoch}")
+    writer = _tensorboard(out) if distributed.is_main else None
+
+    for epoch in range(start_epoch, config.epochs):
+        for dataset in (train_set, valid_set):
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch if dataset is train_set else 0)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        model.train()
+        started, frames, losses = time.perf_counter(), 0, []
+        progress = _progress(train_loader, f"epoch {epoch + 1}/{config.epochs}",
+                             distributed.is_main)
+        for batch in progress:
+            batch = to_device(batch, device)
+            autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
+            with autocast:
+                prediction = forward_batch(model, batch)
+            loss = ccc_loss(prediction.float(), batch["target"], batch["step_mask"])
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            losses.append(loss.item())
+            frames += int(batch["step_mask"].sum().item()) * distributed.world_size
+            rate = frames / (time.perf_counter() - started)
+            if hasattr(progress, "set_postfix"):
+                progress.set_postfix(loss=f"{loss.item():.3f}", steps_per_s=f"{rate:.0f}")
+            if writer:
+                writer.add_scalar("train/loss", loss.item(), step)
+                writer.add_scalar("train/steps_per_second", rate, step)
+
+        if distributed.enabled:
+            # DDP syncs gradients, not BatchNorm running statistics: take rank 0's so that
+            # every rank validates and saves the same model.
+            for buffer in network.buffers():
+                dist.broadcast(buffer, src=0)
+        metrics = evaluate(network, valid_loader, device)
+        score = mean_ccc(metrics)
+        if distributed.is_main:
+            print(f"epoch {epoch + 1}: train loss {np.mean(losses):.3f} "
+                  f"({frames / (time.perf_counter() - started):.0f} steps/s), valid CCC arousal "
+                  f"{metrics['arousal']['ccc']:.3f} valence {metrics['valence']['ccc']:.3f}",
+                  flush=True)
+            if writer:
+                for name in ("arousal", "valence"):
+                    writer.add_scalar(f"valid/ccc_{name}", metrics[name]["ccc"], step)
+            extra = {"epoch": epoch, "step": step, "train_config": _plain(config),
+                     "card": {**config.card, "validation": metrics}}
+            if score > best["score"]:
+                best = {"score": score, "metrics": metrics, "epoch": epoch}
+                save_checkpoint(out / "best.pt", network, config.preset, best=best, **extra)
+            save_checkpoint(out / "last.pt", network, config.preset, best=best,
+                            optimizer=optimizer.state_dict(), **extra)
+    if writer:
+        writer.close()
+    if distributed.enabled:
+        check_ranks_agree(network, out, distributed)
+    return best
+
+
+def weights_checksum(model: torch.nn.Module) -> float:
+    """A float64 fingerprint of every parameter and buffer (equal weights -> equal sum)."""
+    return float(sum((tensor.double() * (index + 1)).sum().item()
+                     for index, tensor in enumerate(model.state_dict().values())))
+
+
+def check_ranks_agree(model: torch.nn.Module, out: Path, distributed: Distributed) -> None:
+    """Gather each rank's weights checksum; record them in last.pt and fail if they differ."""
+    checksums = [None] * distributed.world_size
+    dist.all_gather_object(checksums, weights_checksum(model))
+    if distributed.is_main:
+        checkpoint_path = out / "last.pt"
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        checkpoint["rank_checksums"] = checksums
+        torch.save(checkpoint, checkpoint_path)
+    if len(set(checksums)) != 1:
+        raise RuntimeError(f"ranks ended with different weights: {checksums}")
+
+
+def _plain(config: TrainConfig) -> dict:
+    """The config as plain types, loadable with torch.load(weights_only=True)."""
+    values = asdict(config)
+    return {key: (str(value) if isinstance(value, Path) else value)
+            for key, value in values.items()}
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        print("note: tensorboard is not installed; no TensorBoard logs")
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
+
+
+def _progress(iterable, description: str, show: bool):
+    if not show:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=description, unit="batch", dynamic_ncols=True,
+                disable=not sys.stderr.isatty() and os.environ.get("AFFECT_PROGRESS") != "1")
+
+
+# ----- datasets for each stage -----
+
+DEFAULT_DATA_ROOT = Path("../shared/data")
+
+
+def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
+                   valid_sequences: int, steps: int, seed: int):
+    """-> (train set, validation set) of sequences for one training stage.
+
+    Validation is fixed (seed + 1, epoch 0) and drawn from held-out identities:
+    FER2013Valid faces, RAVDESS actors 17-20.
+    """
+    from training.data.ferplus import load_ferplus
+    from training.data.ravdess import load_ravdess, split_actors
+    from training.data.sequences import (NO_JITTER, FaceOnlyBuilder, SequenceDataset,
+                                         SyntheticBuilder, SyntheticConfig, VoiceOnlyBuilder)
+
+    def pair(train_builder, valid_builder):
+        return (SequenceDataset(train_builder, train_sequences, seed),
+                SequenceDataset(valid_builder, valid_sequences, seed + 1))
+
+    if stage == "face":
+        faces = [load_ferplus(data_root / "ferplus", split)
+                 for split in ("FER2013Train", "FER2013Valid")]
+        return pair(FaceOnlyBuilder(faces[0], crop, steps),
+                    FaceOnlyBuilder(faces[1], crop, steps, jitter=NO_JITTER))
+    voices = split_actors(load_ravdess(data_root / "ravdess-speech-16k"))
+    if stage == "voice":
+        return pair(VoiceOnlyBuilder(voices[0], crop, steps),
+                    VoiceOnlyBuilder(voices[1], crop, steps))
+    if stage == "fused":
+        faces = [load_ferplus(data_root / "ferplus", split)
+                 for split in ("FER2013Train", "FER2013Valid")]
+        config = SyntheticConfig(seconds=steps / 25)
+        return pair(SyntheticBuilder.from_data(faces[0], voices[0], crop, config),
+                    SyntheticBuilder.from_data(faces[1], voices[1], crop, config))
+    raise ValueError(f"unknown stage {stage!r}: choose face, voice or fused")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="affect-train", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[2:]))
+    parser.add_argument("--preset", default="light", help="network preset (paper, light, ...)")
+    parser.add_argument("--stage", default="fused", choices=["face", "voice", "fused"])
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
+                        help="folder holding ferplus/ and ravdess-speech-16k/")
+    parser.add_argument("--out", type=Path, required=True, help="run folder for checkpoints")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=100,
+                        help="40 ms steps per training sequence")
+    parser.add_argument("--train-sequences", type=int, default=2000,
+                        help="sequences drawn per epoch (fresh each epoch)")
+    parser.add_argument("--valid-sequences", type=int, default=200)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--clip-norm", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--init", type=Path, help="start from this checkpoint (staged training)")
+    parser.add_argument("--freeze", nargs="*", default=[], choices=["audio", "visual"])
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    distributed = setup_distributed()
+    try:
+        config = TrainConfig(
+            preset=args.preset, stage=args.stage, out=args.out, epochs=args.epochs,
+            batch_size=args.batch_size, learning_rate=args.lr, clip_norm=args.clip_norm,
+            seed=args.seed, workers=args.workers, resume=args.resume, init=args.init,
+            freeze=tuple(args.freeze),
+            card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
+        crop = (load_checkpoint(args.init)[0].config if args.init else preset(args.preset)).face_crop
+        train_set, valid_set = build_datasets(args.stage, args.data_root, crop,
+                                              args.train_sequences, args.valid_sequences,
+                                              args.steps, args.seed)
+        from training.data.sequences import collate_sequences
+
+        best = train(config, train_set, valid_set, collate_sequences, distributed)
+    except (ValueError, OSError, CheckpointError) as error:
+        print(f"affect-train: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if distributed.enabled:
+            dist.destroy_process_group()
+    if distributed.is_main and best["metrics"]:
+        metrics = best["metrics"]
+        print(f"best epoch {best['epoch'] + 1}: valid CCC arousal "
+              f"{metrics['arousal']['ccc']:.3f} valence {metrics['valence']['ccc']:.3f}; "
+              f"checkpoints in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
