@@ -1,0 +1,340 @@
+"""`affect-monitor analyze FILE... --out DIR [--model M]`: predictions for recorded media.
+
+Per input, ``DIR/<name>/predictions.csv`` (one row per 40 ms: time_s, arousal, valence,
+face_found, face_score, voice_active) and ``DIR/<name>/summary.json``. The steps are
+prepared exactly as live (``app.pipeline.StepPreparer``: same alignment, same crops,
+same voice detector) but the model runs the long-T graph on chunks of steps, which
+batches the CNNs and is many times faster than real time. A file that cannot be read
+is reported and skipped; the others are still analysed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import importlib.metadata
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.pipeline import StepPreparer
+from app.sources.base import Frame
+from app.vad import VoiceDetector, load_voice_detector
+from models.faces import FaceDetectorError, FaceTracker
+from models.media import MediaError, iter_audio, probe, read_video_frames
+from models.runtime import AffectSession, ModelLoadError
+from models.spec import SAMPLE_RATE, WINDOW_SAMPLES
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
+CHUNK_STEPS = 250  # 10 s per model call: large enough to batch the CNNs, small in memory
+CSV_COLUMNS = ("time_s", "arousal", "valence", "face_found", "face_score", "voice_active")
+_KEEP_FRAMES_S = 1.0  # frames older than this behind the window cannot be chosen any more
+
+
+@dataclass(frozen=True)
+class FileAnalysis:
+    """Per-step results for one file; all arrays have one entry per 40 ms step."""
+
+    path: Path
+    time_s: np.ndarray
+    arousal: np.ndarray
+    valence: np.ndarray
+    face_found: np.ndarray
+    face_score: np.ndarray
+    voice_active: np.ndarray
+    duration_s: float
+    seconds_taken: float
+
+    @property
+    def steps(self) -> int:
+        return int(self.time_s.size)
+
+
+def analyze_file(path: str | Path, session: AffectSession, *,
+                 vad: VoiceDetector | None = None, tracker: FaceTracker | None = None,
+                 chunk_steps: int = CHUNK_STEPS,
+                 on_steps: Callable[[int], None] | None = None) -> FileAnalysis:
+    """Predict every 40 ms of ``path``. Raises MediaError when the file is unusable.
+
+    ``on_steps(n)`` is called after each model chunk with the number of new steps.
+    ``vad`` and ``tracker`` are reset first, so one pair can serve many files.
+    """
+    path = Path(path)
+    started = time.monotonic()
+    info = probe(path)
+    if not (info.has_audio or info.has_video):
+        raise MediaError(f"{path}: holds neither audio nor video")
+    spec = session.spec
+    own_tracker = tracker is None and info.has_video
+    if own_tracker:
+        tracker = FaceTracker(spec.face)
+    preparer = StepPreparer(tracker if info.has_video else None,
+                            vad if vad is not None else load_voice_detector())
+    preparer.reset()
+    frames = _FrameWindow(read_video_frames(path)) if info.has_video else None
+    windows = (_audio_windows(path) if info.has_audio
+               else _silent_windows(info.duration_s or 0.0))
+    state = session.initial_state(1)
+    audio = np.zeros((chunk_steps, WINDOW_SAMPLES), np.float32)
+    faces = np.zeros((chunk_steps, *spec.face_shape), np.float32)
+    mask = np.zeros(chunk_steps, np.float32)
+    found, score, voice, outputs = [], [], [], []
+    filled = 0
+    try:
+        for index, window in enumerate(windows):
+            end_s = (index + 1) * WINDOW_SAMPLES / SAMPLE_RATE
+            centre_s = end_s - WINDOW_SAMPLES / (2 * SAMPLE_RATE)
+            candidates = frames.until(end_s) if frames is not None else []
+            prepared = preparer.prepare(window, centre_s, candidates)
+            audio[filled] = prepared.audio
+            if prepared.face is not None:
+                faces[filled], mask[filled] = prepared.face, 1.0
+            else:
+                faces[filled], mask[filled] = 0.0, 0.0
+            found.append(prepared.face_found)
+            score.append(prepared.face_score)
+            voice.append(prepared.voice_active)
+            filled += 1
+            if filled == chunk_steps:
+                state = _run_chunk(session, audio, faces, mask, filled, state, outputs)
+                filled = 0
+                if on_steps:
+                    on_steps(chunk_steps)
+        if filled:
+            state = _run_chunk(session, audio, faces, mask, filled, state, outputs)
+            if on_steps:
+                on_steps(filled)
+    finally:
+        if frames is not None:
+            frames.close()
+        if own_tracker:
+            tracker.close()
+    values = np.concatenate(outputs) if outputs else np.zeros((0, 2), np.float32)
+    steps = len(found)
+    return FileAnalysis(
+        path=path, time_s=np.arange(steps) * WINDOW_SAMPLES / SAMPLE_RATE,
+        arousal=values[:, 0], valence=values[:, 1], face_found=np.array(found, bool),
+        face_score=np.array(score, np.float32), voice_active=np.array(voice, bool),
+        duration_s=info.duration_s if info.duration_s is not None else steps * 0.04,
+        seconds_taken=time.monotonic() - started)
+
+
+def _run_chunk(session, audio, faces, mask, filled, state, outputs):
+    result, state = session.run(audio[None, :filled], faces[None, :filled],
+                                mask[None, :filled], state)
+    outputs.append(result[0])
+    return state
+
+
+def _audio_windows(path: Path) -> Iterator[np.ndarray]:
+    """640-sample windows of the file's audio; the last partial one padded with zeros."""
+    pending = np.zeros(0, np.float32)
+    for chunk in iter_audio(path, SAMPLE_RATE):
+        pending = np.concatenate([pending, chunk])
+        whole = pending.size // WINDOW_SAMPLES * WINDOW_SAMPLES
+        yield from pending[:whole].reshape(-1, WINDOW_SAMPLES)
+        pending = pending[whole:]
+    if pending.size:
+        yield np.concatenate([pending, np.zeros(WINDOW_SAMPLES - pending.size, np.float32)])
+
+
+def _silent_windows(duration_s: float) -> Iterator[np.ndarray]:
+    """A video without sound: silence over its duration, as the live app does."""
+    steps = math.ceil(duration_s * SAMPLE_RATE / WINDOW_SAMPLES)
+    for _ in range(steps):
+        yield np.zeros(WINDOW_SAMPLES, np.float32)
+
+
+class _FrameWindow:
+    """Decoded frames up to a time, read lazily, older ones forgotten."""
+
+    def __init__(self, decoded) -> None:
+        self._decoded = decoded
+        self._frames: list[Frame] = []
+        self._next = next(decoded, None)
+
+    def until(self, end_s: float) -> list[Frame]:
+        while self._next is not None and self._next.time_s <= end_s:
+            self._frames.append(Frame(self._next.index, self._next.time_s, self._next.rgb))
+            self._next = next(self._decoded, None)
+        self._frames = [f for f in self._frames if f.time_s >= end_s - _KEEP_FRAMES_S]
+        return self._frames
+
+    def close(self) -> None:
+        self._decoded.close()
+
+
+# -- writing results ---------------------------------------------------------------------
+def write_predictions(result: FileAnalysis, path: Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for row in zip(result.time_s, result.arousal, result.valence, result.face_found,
+                       result.face_score, result.voice_active):
+            t, arousal, valence, face, face_score, voice = row
+            writer.writerow((f"{t:.3f}", f"{arousal:.6f}", f"{valence:.6f}", int(face),
+                             f"{face_score:.4f}", int(voice)))
+
+
+def summarise(result: FileAnalysis, session: AffectSession, model_sha256: str,
+              voice_detector: str) -> dict:
+    def mean(values: np.ndarray) -> float | None:
+        return round(float(values.mean()), 6) if values.size else None
+
+    return {
+        "input": str(result.path),
+        "duration_s": round(result.duration_s, 3),
+        "steps": result.steps,
+        "step_s": 0.04,
+        "arousal_mean": mean(result.arousal),
+        "valence_mean": mean(result.valence),
+        "face_share": mean(result.face_found.astype(np.float64)),
+        "voice_share": mean(result.voice_active.astype(np.float64)),
+        "voice_detector": voice_detector,
+        "model": {"name": session.spec.name, "file": session.path.name,
+                  "sha256": model_sha256, "provider": session.provider},
+        "software": {"affect-monitor": software_version()},
+        "seconds_taken": round(result.seconds_taken, 3),
+        "speed_vs_realtime": (round(result.duration_s / result.seconds_taken, 1)
+                              if result.seconds_taken > 0 else None),
+    }
+
+
+def software_version() -> str:
+    try:
+        return importlib.metadata.version("affect-monitor")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def output_folder(out: Path, source: Path, taken: set[str]) -> Path:
+    """DIR/<stem>, with a number appended when two inputs share a name."""
+    name, n = source.stem, 2
+    while name in taken:
+        name, n = f"{source.stem}_{n}", n + 1
+    taken.add(name)
+    return out / name
+
+
+@dataclass(frozen=True)
+class AnalyzeReport:
+    written: tuple[Path, ...]  # output folders of the files analysed
+    failed: tuple[tuple[Path, str], ...]  # (input, why)
+
+
+def analyze(inputs: list[Path], out: Path, model: Path, *, progress: bool = True,
+            chunk_steps: int = CHUNK_STEPS, vad: str = "silero",
+            echo: Callable[[str], None] = print) -> AnalyzeReport:
+    """Analyse each input into ``out``. ModelLoadError if the model cannot be used."""
+    session = AffectSession(model)
+    model_sha = sha256_of(model)
+    voice = load_voice_detector(vad)
+    echo(f"model {session.spec.name} on {session.provider}; voice activity by {voice.name}")
+    out.mkdir(parents=True, exist_ok=True)
+    written, failed, taken = [], [], set()
+    tracker: FaceTracker | None = None
+    try:
+        for source in inputs:
+            try:
+                info = probe(source)
+                if tracker is None and info.has_video:
+                    tracker = FaceTracker(session.spec.face)
+                total = math.ceil((info.duration_s or 0.0) * SAMPLE_RATE / WINDOW_SAMPLES) or None
+                with _progress_bar(progress, total, source.name) as bar:
+                    result = analyze_file(source, session, vad=voice, tracker=tracker,
+                                          chunk_steps=chunk_steps, on_steps=bar.update)
+            except MediaError as error:
+                failed.append((source, str(error)))
+                echo(f"skipped: {error}")
+                continue
+            folder = output_folder(out, source, taken)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_predictions(result, folder / "predictions.csv")
+            summary = summarise(result, session, model_sha, voice.name)
+            (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+            written.append(folder)
+            echo(f"{source.name}: {result.steps} steps, {result.duration_s:.1f} s in "
+                 f"{result.seconds_taken:.1f} s -> {folder}")
+    finally:
+        if tracker is not None:
+            tracker.close()
+    return AnalyzeReport(tuple(written), tuple(failed))
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+
+def _progress_bar(enabled: bool, total: int | None, name: str):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=name, unit="step", leave=False, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="affect-monitor analyze",
+        description="Arousal and valence every 40 ms for recorded video or audio files.")
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
+                        help="video or audio files (anything FFmpeg reads)")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="folder for one sub-folder of results per input")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                        help=f"exported .onnx model (default: {DEFAULT_MODEL.name})")
+    parser.add_argument("--chunk", type=int, default=CHUNK_STEPS,
+                        help="40 ms steps per model call (default: %(default)s)")
+    parser.add_argument("--vad", choices=("silero", "energy"), default="silero",
+                        help="voice activity detector (default: silero when installed)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.chunk < 1:
+        parser.error("--chunk must be at least 1")
+    if args.model == DEFAULT_MODEL and not DEFAULT_MODEL.is_file():
+        print(f"affect-monitor analyze: no --model given and the default model "
+              f"({DEFAULT_MODEL}) is not installed; pass --model FILE.onnx", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        report = analyze(args.files, args.out, args.model, progress=not args.no_progress,
+                         chunk_steps=args.chunk, vad=args.vad)
+    except (ModelLoadError, FaceDetectorError) as error:
+        print(f"affect-monitor analyze: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # the output folder cannot be created or written
+        print(f"affect-monitor analyze: cannot write results: {error}", file=sys.stderr)
+        return 2
+    if report.failed:
+        print(f"{len(report.failed)} of {len(args.files)} file(s) could not be analysed:",
+              file=sys.stderr)
+        for _source, why in report.failed:
+            print(f"  {why}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
