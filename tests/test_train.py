@@ -115,3 +115,31 @@ def test_evaluate_rejects_bad_dataset_argument(tiny_model_path, tmp_path, capsys
     assert evaluate(["--model", str(tmp_path / "none.onnx"), "--dataset", f"ferplus:{tmp_path}",
                      "--out", str(tmp_path / "e")]) == 1
     assert "model file not found" in capsys.readouterr().err
+
+
+def test_recordings_stage_trains_on_a_users_manifest(tmp_path, capsys):
+    """A user's own annotated data (manifest + label CSVs at 10 Hz) trains end to end."""
+    import numpy as np
+    import soundfile
+
+    root = tmp_path / "mine"
+    root.mkdir()
+    rows = ["media,labels,speaker"]
+    for index, speaker in enumerate(("ann", "bob", "cat")):
+        seconds = np.arange(16000 * 3) / 16000
+        soundfile.write(root / f"{speaker}.wav",
+                        (0.1 * (index + 1) * np.sin(2 * np.pi * 200 * seconds)).astype("float32"),
+                        16000)
+        times = np.arange(0, 3.01, 0.1)
+        (root / f"{speaker}.csv").write_text("time_s,arousal,valence\n" + "".join(
+            f"{t:.1f},{np.sin(t) * 0.5:.3f},{0.2 * index:.3f}\n" for t in times))
+        rows.append(f"{speaker}.wav,{speaker}.csv,{speaker}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    assert main(["--preset", "tiny", "--stage", "recordings", "--dataset",
+                 f"manifest:{root / 'manifest.csv'}", "--steps", "25", "--batch-size", "2",
+                 "--out", str(out), "--epochs", "1"]) == 0
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["step"] >= 1 and last["card"]["validation"]["n"] > 0
+    assert main(["--preset", "tiny", "--stage", "recordings", "--out", str(out)]) == 1
+    assert "needs --dataset" in capsys.readouterr().err

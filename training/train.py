@@ -6,6 +6,9 @@ Stages (chosen by flags, staged training = run them in order with --init):
   face   the visual branch on FER+ faces (voice silent)
   voice  the audio branch on RAVDESS speech (face masked)
   fused  the whole network on synthetic multimodal sequences
+  recordings  the whole network on annotated audio-visual recordings
+         (--dataset recola:PATH | manifest:CSV | sessions:FOLDER), e.g. to fine-tune
+         on a lab's own recorded sessions
 Every epoch: validation CCC per dimension, `last.pt`, and `best.pt` when the mean CCC
 improved. `--resume` continues from `last.pt` (weights, optimiser, epoch, best score).
 Multi-GPU / multi-machine: `torchrun --nproc_per_node N -m training.train ...`
@@ -321,7 +324,49 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
         config = SyntheticConfig(seconds=steps / 25)
         return pair(SyntheticBuilder.from_data(faces[0], voices[0], crop, config),
                     SyntheticBuilder.from_data(faces[1], voices[1], crop, config))
-    raise ValueError(f"unknown stage {stage!r}: choose face, voice or fused")
+    raise ValueError(f"unknown stage {stage!r}: choose face, voice, fused or recordings")
+
+
+def recording_datasets(dataset: str, crop, steps: int, seed: int):
+    """-> (train, validation) chunks of annotated audio-visual recordings, speaker-disjoint.
+
+    dataset is KIND:PATH with KIND recola (train / dev partitions), manifest (its split
+    column, else whole speakers drawn aside) or sessions (a folder of recorded session
+    folders with ratings.csv, or one session folder).
+    """
+    from training.data.manifest import (ChunkDataset, load_manifest, session_recording,
+                                        split_by_speaker)
+    from training.data.recola import load_recola
+    from training.data.video_cache import TrackSettings
+
+    kind, separator, path = dataset.partition(":")
+    if not separator or not path:
+        raise ValueError(f"--dataset must be KIND:PATH, e.g. manifest:my/data.csv "
+                         f"(got {dataset!r})")
+    settings, path = TrackSettings(crop), Path(path)
+    if kind == "recola":
+        data = load_recola(path, settings)
+        train, valid = data.split("train"), data.split("dev")
+    elif kind == "manifest":
+        data = load_manifest(path, settings)
+        if {"train", "valid"} <= set(data.splits):
+            train, valid = data.split("train"), data.split("valid")
+        else:
+            train, valid = split_by_speaker(data.recordings, seed=seed)
+    elif kind == "sessions":
+        folders = sorted(p.parent for p in path.glob("*/ratings.csv")) or [path]
+        recordings = [session_recording(folder, settings) for folder in folders]
+        if len({r.speaker for r in recordings}) >= 2:
+            train, valid = split_by_speaker(recordings, seed=seed)
+        else:
+            print("note: one speaker only, so validation reuses the training sessions "
+                  "(fine-tuning check, not a held-out score)")
+            train, valid = recordings, recordings
+    else:
+        raise ValueError(f"unknown recordings kind {kind!r}: choose recola, manifest or "
+                         "sessions")
+    return (ChunkDataset(train, steps, jitter=True, seed=seed),
+            ChunkDataset(valid, steps, seed=seed))
 
 
 def parse_args(argv):
@@ -329,7 +374,10 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[2:]))
     parser.add_argument("--preset", default="light", help="network preset (paper, light, ...)")
-    parser.add_argument("--stage", default="fused", choices=["face", "voice", "fused"])
+    parser.add_argument("--stage", default="fused",
+                        choices=["face", "voice", "fused", "recordings"])
+    parser.add_argument("--dataset", help="recordings stage: recola:PATH, manifest:CSV or "
+                                          "sessions:FOLDER (annotated audio-visual data)")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
                         help="folder holding ferplus/ and ravdess-speech-16k/")
     parser.add_argument("--out", type=Path, required=True, help="run folder for checkpoints")
@@ -364,9 +412,14 @@ def main(argv: list[str] | None = None) -> int:
             freeze=tuple(args.freeze),
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         crop = (load_checkpoint(args.init)[0].config if args.init else preset(args.preset)).face_crop
-        train_set, valid_set = build_datasets(args.stage, args.data_root, crop,
-                                              args.train_sequences, args.valid_sequences,
-                                              args.steps, args.seed)
+        if args.stage == "recordings":
+            if not args.dataset:
+                raise ValueError("--stage recordings needs --dataset KIND:PATH")
+            train_set, valid_set = recording_datasets(args.dataset, crop, args.steps, args.seed)
+        else:
+            train_set, valid_set = build_datasets(args.stage, args.data_root, crop,
+                                                  args.train_sequences, args.valid_sequences,
+                                                  args.steps, args.seed)
         from training.data.sequences import collate_sequences
 
         best = train(config, train_set, valid_set, collate_sequences, distributed)
