@@ -143,3 +143,13 @@ def test_recordings_stage_trains_on_a_users_manifest(tmp_path, capsys):
     assert last["step"] >= 1 and last["card"]["validation"]["n"] > 0
     assert main(["--preset", "tiny", "--stage", "recordings", "--out", str(out)]) == 1
     assert "needs --dataset" in capsys.readouterr().err
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    from training.train import learning_rate
+
+    rates = [learning_rate(step, 1000, 1e-3, "cosine") for step in range(1000)]
+    assert rates[0] < rates[19] == pytest.approx(1e-3)  # 2% warm-up
+    assert all(a >= b for a, b in zip(rates[20:], rates[21:]))  # then never rises
+    assert rates[-1] == pytest.approx(5e-5, rel=0.05)
+    assert learning_rate(500, 1000, 1e-4, "constant") == 1e-4

@@ -51,6 +51,7 @@ class TrainConfig:
     init: Path | None = None  # weights of an earlier stage (staged training)
     freeze: tuple[str, ...] = ()  # branches kept fixed: "audio", "visual"
     amp: bool = True  # mixed precision, used only on a GPU
+    schedule: str = "constant"  # learning rate: "constant" (the paper) or "cosine" decay
     card: dict = field(default_factory=dict)  # provenance for the exported model's spec
 
 
@@ -118,6 +119,19 @@ def evaluate(model, loader: DataLoader, device: torch.device) -> dict:
         predictions.append(prediction[valid].cpu().numpy())
         targets.append(batch["target"][valid].cpu().numpy())
     return regression_metrics(np.concatenate(predictions), np.concatenate(targets))
+
+
+def learning_rate(step: int, total_steps: int, base: float, schedule: str) -> float:
+    """Learning rate at ``step``: constant, or cosine decay to 5% after a 2% linear warm-up."""
+    if schedule == "constant":
+        return base
+    if schedule != "cosine":
+        raise ValueError(f"unknown schedule {schedule!r}: choose constant or cosine")
+    warmup = max(1, total_steps // 50)
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def mean_ccc(metrics: dict) -> float:
@@ -194,6 +208,9 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
         progress = _progress(train_loader, f"epoch {epoch + 1}/{config.epochs}",
                              distributed.is_main)
         for batch in progress:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, config.epochs * len(train_loader),
+                                            config.learning_rate, config.schedule)
             batch = to_device(batch, device)
             autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
             with autocast:
@@ -389,6 +406,8 @@ def parse_args(argv):
                         help="sequences drawn per epoch (fresh each epoch)")
     parser.add_argument("--valid-sequences", type=int, default=200)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                        help="learning-rate schedule (constant = the paper)")
     parser.add_argument("--clip-norm", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
@@ -409,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             preset=args.preset, stage=args.stage, out=args.out, epochs=args.epochs,
             batch_size=args.batch_size, learning_rate=args.lr, clip_norm=args.clip_norm,
             seed=args.seed, workers=args.workers, resume=args.resume, init=args.init,
-            freeze=tuple(args.freeze),
+            freeze=tuple(args.freeze), schedule=args.schedule,
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         crop = (load_checkpoint(args.init)[0].config if args.init else preset(args.preset)).face_crop
         if args.stage == "recordings":
