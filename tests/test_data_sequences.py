@@ -307,3 +307,17 @@ def test_real_synthetic_sequence(ferplus_dir, ravdess_dir, tmp_path):
     assert np.all(np.abs(sequence.target) <= 1.0)
     batch = collate_sequences([sequence, builder(np.random.default_rng(1))])
     assert batch["face"].shape == (2, 400, 3, 96, 96)
+
+
+def test_flip_mirrors_the_face_and_no_jitter_never_flips():
+    from dataclasses import replace
+
+    from training.data.sequences import NO_JITTER, face_frames
+
+    image = np.zeros((48, 48), np.uint8)
+    image[:, :12] = 255  # a bright left edge
+    crop = FaceCrop(size=32, channels=1, margin=0.0)
+    plain = face_frames(image, 2, crop, np.random.default_rng(0), NO_JITTER)
+    mirrored = face_frames(image, 2, crop, np.random.default_rng(0), replace(NO_JITTER, flip=1.0))
+    assert plain[0, 0, :, :4].mean() > 200 and plain[0, 0, :, -4:].mean() < 50
+    np.testing.assert_array_equal(mirrored, plain[..., ::-1])

@@ -84,6 +84,7 @@ class FaceJitter:
     gain: float = 0.15
     bias: float = 10.0
     smoothness: float = 0.9
+    flip: float = 0.5  # chance that a sequence shows the face mirrored (faces are ~symmetric)
 
     def draw(self, steps: int, rng: np.random.Generator) -> np.ndarray:
         """float64 [steps, 6]: dx, dy, log-scale, angle, log-gain, bias per frame."""
@@ -102,7 +103,7 @@ class FaceJitter:
 
 
 NO_JITTER = FaceJitter(shift=0.0, scale=0.0, rotation=0.0, gain=0.0, bias=0.0,
-                       smoothness=0.0)
+                       smoothness=0.0, flip=0.0)
 
 
 def face_frames(image: np.ndarray, steps: int, crop: FaceCrop, rng: np.random.Generator,
@@ -117,6 +118,8 @@ def face_frames(image: np.ndarray, steps: int, crop: FaceCrop, rng: np.random.Ge
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
     upscaled = _upscale(image, crop)
+    if jitter.flip and rng.random() < jitter.flip:
+        upscaled = np.ascontiguousarray(upscaled[:, ::-1])
     height, width = upscaled.shape[:2]
     side0 = min(height, width) / (1.0 + 2.0 * crop.margin)
     cx0, cy0 = width / 2.0, height / 2.0

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Trains, exports and evaluates the shipped default model from a clean checkout:
+#   bash training/recipes/default_model.sh [DATA_ROOT] [RUN_DIR]
+# (after the README's install; PYTHON defaults to .venv/bin/python).
+# Staged, each stage starting from the previous stage's best checkpoint:
+#   1. face   visual branch + LSTM on FER+ FER2013Train (voice at the noise floor)
+#   2. voice  audio branch + LSTM on RAVDESS actors 1-16, visual branch frozen
+#   3. fused  everything on synthetic multimodal sequences (FER2013Train faces x
+#             RAVDESS actors 1-16 voices) at the paper's learning rate 1e-4
+# Validation and evaluation use only held-out identities: FER2013Valid and RAVDESS
+# actors 17-20. Writes RUN_DIR/default.onnx and RUN_DIR/eval/*/metrics.json.
+set -euo pipefail
+data=${1:-../shared/data}
+run=${2:-runs/default}
+python=${PYTHON:-.venv/bin/python}
+preset=${PRESET:-small}
+common=(--preset "$preset" --data-root "$data" --workers 1 --seed 0 --schedule cosine)
+start=$(date +%s)
+mkdir -p "$run"
+
+"$python" -m training.train "${common[@]}" --stage face --out "$run/face" \
+    --epochs "${FACE_EPOCHS:-16}" --steps 2 --batch-size 32 --train-sequences 14000 \
+    --valid-sequences 1500 --lr 1e-3
+"$python" -m training.train "${common[@]}" --stage voice --out "$run/voice" \
+    --epochs "${VOICE_EPOCHS:-8}" --steps 100 --batch-size 16 --train-sequences 960 \
+    --valid-sequences 240 --lr 1e-3 --init "$run/face/best.pt" --freeze visual
+"$python" -m training.train "${common[@]}" --stage fused --out "$run/fused" \
+    --epochs "${FUSED_EPOCHS:-4}" --steps 250 --batch-size 8 --train-sequences 240 \
+    --valid-sequences 40 --lr 1e-4 --init "$run/voice/best.pt"
+echo "training took $(( ($(date +%s) - start) / 60 )) min on $(nproc) cores" | tee "$run/time.txt"
+
+"$python" -m training.export "$run/fused/best.pt" -o "$run/default.onnx" --name affect-small-v1
+eval=("$python" -m training.evaluate --model "$run/default.onnx")
+"${eval[@]}" --dataset "ferplus:$data/ferplus" --split FER2013Valid --mask-voice --out "$run/eval/ferplus"
+"${eval[@]}" --dataset "ravdess:$data/ravdess-speech-16k" --split valid --mask-face --out "$run/eval/ravdess"
+"${eval[@]}" --dataset "synthetic:$data" --split valid --out "$run/eval/synthetic-fused"
+"${eval[@]}" --dataset "synthetic:$data" --split valid --mask-voice --out "$run/eval/synthetic-face"
+"${eval[@]}" --dataset "synthetic:$data" --split valid --mask-face --out "$run/eval/synthetic-voice"
