@@ -11,6 +11,9 @@ SUBCOMMANDS = {
     # name -> "module:function" taking argv; imported lazily so `--help` stays fast and a
     # missing optional dependency only affects the subcommand that needs it.
     "analyze": "app.analyze:main",
+    "record": "app.session.record:main",
+    "repair": "app.session.repair:main",
+    "export": "app.session.export:main",
 }
 
 
@@ -28,9 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
-    print("affect-monitor: the desktop window is not built yet (tracked in the desktop-app "
-          "issue); use `affect-monitor analyze FILE... --out DIR` meanwhile.", file=sys.stderr)
-    return 2
+    # No subcommand: the desktop window (flags --camera/--video, --mic/--audio, --model).
+    try:
+        import PySide6.QtWidgets  # noqa: F401  (fails here, clearly, without Qt's libraries)
+
+        from app.gui.main import run_gui
+    except ImportError as error:  # PySide6/pyqtgraph missing or their system libraries
+        print(f"affect-monitor: the desktop window cannot start ({error}); "
+              "`affect-monitor analyze FILE... --out DIR` still works.", file=sys.stderr)
+        return 2
+    return run_gui(argv)
 
 
 if __name__ == "__main__":

@@ -52,3 +52,16 @@ def test_onnxruntime_builds_are_separate_extras():
     assert [requirement_name(r) for r in extras["gpu"]] == ["onnxruntime-gpu"]
     runtime = {requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
     assert not runtime & {"onnxruntime", "onnxruntime-gpu", "torch", "opencv-python"}
+
+
+def test_qt_bindings_keep_reference_counts():
+    """PySide6 6.12.0 leaked a reference to None per call and aborted the app on 3.11."""
+    import sys
+
+    from PySide6.QtCore import QObject
+
+    holder = QObject()
+    before = sys.getrefcount(None)
+    for _ in range(1000):
+        holder.setObjectName("probe")
+    assert before - sys.getrefcount(None) < 10

@@ -1,0 +1,7 @@
+"""The desktop window: live curves, circumplex, video with the face box, markers,
+self-rating and recording. PySide6 + pyqtgraph; imported only by the GUI entry
+(``app.gui.main.run_gui``), so the headless subcommands never load Qt.
+
+The GUI thread never runs inference or touches the disk while live: the engine steps on
+its own thread and the window drains its ``Subscription`` on a ~30 Hz ``QTimer``.
+"""

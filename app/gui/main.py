@@ -1,0 +1,127 @@
+"""`affect-monitor [--camera N | --video FILE] [--mic N | --audio FILE] [--model M]`
+
+Opens the window on those sources; with no flags, on the devices chosen last time, else
+the default camera and microphone. Without a usable model the window still opens and
+says to choose one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="affect-monitor", description=__doc__.split("\n\n")[1])
+    video = parser.add_mutually_exclusive_group()
+    video.add_argument("--camera", type=int, metavar="N", help="camera index")
+    video.add_argument("--video", metavar="FILE", help="video file (its sound too, unless "
+                                                       "--mic or --audio is given)")
+    audio = parser.add_mutually_exclusive_group()
+    audio.add_argument("--mic", type=int, metavar="N", help="microphone device index")
+    audio.add_argument("--audio", metavar="FILE", help="audio file")
+    parser.add_argument("--model", metavar="M", help=f"ONNX model (default: last used, "
+                                                     f"else {DEFAULT_MODEL.name})")
+    # For CI's smoke test: save a screenshot after S seconds, then quit.
+    parser.add_argument("--screenshot", metavar="PNG", help=argparse.SUPPRESS)
+    parser.add_argument("--quit-after", type=float, metavar="S", help=argparse.SUPPRESS)
+    parser.add_argument("--settings", metavar="INI", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def choose_sources(args, remembered, devices):
+    """Flags win; then what was chosen last time; then the default devices."""
+    from app.gui.settings import SourceChoice
+
+    flags = any(v is not None for v in (args.camera, args.video, args.mic, args.audio))
+    if flags:
+        return SourceChoice(camera=args.camera, video_file=args.video, microphone=args.mic,
+                            audio_file=args.audio)
+    if not remembered.empty:
+        return remembered
+    camera = devices.cameras[0].index if devices.cameras else None
+    default_mics = [m.index for m in devices.microphones if m.is_default]
+    microphone = default_mics[0] if default_mics else (
+        devices.microphones[0].index if devices.microphones else None)
+    return SourceChoice(camera=camera, microphone=microphone)
+
+
+def run_gui(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.gui import settings as settings_store
+    from app.gui.live import ModelLoadError, load_model
+    from app.gui.main_window import MainWindow
+    from app.sources import DeviceList, list_devices
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setOrganizationName(settings_store.ORGANISATION)
+    app.setApplicationName(settings_store.APPLICATION)
+    store = (QSettings(args.settings, QSettings.Format.IniFormat) if args.settings
+             else settings_store.open_settings())
+    settings = settings_store.load(store)
+    uses_files = args.video is not None or args.audio is not None
+    devices = DeviceList((), (), ()) if uses_files else list_devices()
+    settings.sources = choose_sources(args, settings.sources, devices)
+
+    model_path = args.model or settings.model or str(DEFAULT_MODEL)
+    session, problem = None, None
+    try:
+        session = load_model(model_path)
+        settings.model = model_path
+    except ModelLoadError as error:
+        problem = f"{error}. Choose a model (Model ▸ Choose model…)."
+    window = MainWindow(settings, store, session, problem, devices=None if not uses_files
+                        else devices)
+    window.show()
+    if session is not None and not settings.sources.empty:
+        window.start()
+    elif settings.sources.empty:
+        message = ("No camera and no microphone found. Open a video or audio file "
+                   "(File ▸ Open, Ctrl+O).")
+        window.status.message(message, 0)
+        if session is not None:
+            window.video.clear(message)
+    for reason in devices.problems:
+        window.status.message(reason, 0)
+
+    if args.screenshot:
+        def shoot() -> None:
+            save_screenshot(window, Path(args.screenshot))
+        QTimer.singleShot(int(1000 * (args.quit_after or 3.0)) - 200, shoot)
+    if args.quit_after:
+        QTimer.singleShot(int(1000 * args.quit_after), window.close)
+    return app.exec()
+
+
+def save_screenshot(window, path: Path) -> None:
+    """The window as the screen shows it, plus where the plots are (for the smoke test)."""
+    screen = window.screen()
+    pixmap = screen.grabWindow(window.winId())
+    if pixmap.isNull():
+        pixmap = window.grab()
+    pixmap.save(str(path))
+    regions = {}
+    for name, widget in (("arousal", window.curves.arousal_plot),
+                         ("valence", window.curves.valence_plot),
+                         ("circumplex", window.circumplex)):
+        view = widget.getPlotItem().getViewBox()
+        rect = view.mapRectToScene(view.boundingRect())  # plot area inside the axes
+        top_left = widget.mapTo(window, widget.mapFromScene(rect.topLeft()))
+        ratio = pixmap.width() / max(1, window.width())
+        regions[name] = [round(top_left.x() * ratio), round(top_left.y() * ratio),
+                         round(rect.width() * ratio), round(rect.height() * ratio)]
+    info = {"regions": regions, "predictions": int(window.curves.traces["arousal"].size),
+            "steps": window.live.stats().steps if window.live else 0,
+            "dropped_windows": window.live.stats().dropped_windows if window.live else 0,
+            "queue_dropped": window.live.subscription.dropped if window.live else 0}
+    path.with_suffix(".json").write_text(json.dumps(info))
+
+
+def main() -> int:
+    return run_gui()

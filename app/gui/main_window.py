@@ -1,0 +1,529 @@
+"""The main window: wires sources, model, engine, curves, circumplex, video, markers,
+self-rating, recording and the status bar together.
+
+One QTimer (~30 Hz) does everything periodic on the GUI thread: drain the engine's
+queue, sample the self-rating, one setData per curve, repaint the video if a new frame
+came. Inference runs on the engine's thread, disk writes on the recorder's.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QEvent, QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel,
+                               QMainWindow, QMessageBox, QSplitter, QToolBar, QVBoxLayout,
+                               QWidget)
+
+from app.gui import settings as settings_store
+from app.gui.circumplex import CircumplexView
+from app.gui.curves import AROUSAL_COLOUR, VALENCE_COLOUR, CurvePanel
+from app.gui.live import LiveEngine, MediaError, ModelLoadError, SourceError, load_model
+from app.gui.markers import MarkerBar
+from app.gui.rating import ARROW_STEP, RatingSampler
+from app.gui.recording import RecordDialog, Recording, recorder_class
+from app.gui.settings import WINDOW_CHOICES_S, Settings, SourceChoice
+from app.gui.status import StatusPanel
+from app.gui.video_view import VideoView
+from app.sources import Pacing
+from models.runtime import AffectSession
+
+log = logging.getLogger(__name__)
+
+TICK_MS = 33  # ~30 Hz: drain, sample ratings, redraw
+STATS_EVERY_S = 0.5
+WINDOW_NAMES = {10: "10 s", 60: "60 s", 300: "5 min"}
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: Settings, store: QSettings | None = None,
+                 session: AffectSession | None = None, model_problem: str | None = None,
+                 devices=None, pacing: Pacing = Pacing.REALTIME) -> None:
+        super().__init__()
+        self.setWindowTitle("affect-monitor")
+        self.settings = settings
+        self.store = store
+        self.session = session
+        self.pacing = pacing
+        self.devices = devices
+        self.live: LiveEngine | None = None
+        self.recording: Recording | None = None
+        self.sampler = RatingSampler()
+        self.markers: list[tuple[float, str, str]] = []  # (engine time, label, value)
+        self.ratings_taken = 0
+        self.error_box: QMessageBox | None = None
+        self._latencies: deque[float] = deque(maxlen=25)
+        self._last_face = False
+        self._last_voice: bool | None = None
+        self._stats_at = time.monotonic()
+        self._steps_at = 0
+        self._build()
+        self._update_model_label()
+        self._update_sources_label()
+        if model_problem:
+            self.video.clear("choose a model: Model ▸ Choose model… (Ctrl+M)")
+            self.status.message(model_problem, 0)
+        self.timer = QTimer(self)
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self.tick)
+        self.timer.start(TICK_MS)
+
+    # -- layout -------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.video = VideoView()
+        self.circumplex = CircumplexView()
+        self.circumplex.ratingMoved.connect(self._rating_moved)
+        self.curves = CurvePanel(self.settings.window_s)
+        self.arousal_value = self._readout("arousal", AROUSAL_COLOUR)
+        self.valence_value = self._readout("valence", VALENCE_COLOUR)
+        self.face_value = QLabel("face –")
+        self.voice_value = QLabel("voice –")
+        readouts = QHBoxLayout()
+        for widget in (self.arousal_value, self.valence_value, self.face_value,
+                       self.voice_value):
+            readouts.addWidget(widget)
+        readouts.addStretch(1)
+        self.window_box = QComboBox()
+        for seconds in WINDOW_CHOICES_S:
+            self.window_box.addItem(WINDOW_NAMES[seconds], seconds)
+        self.window_box.setCurrentIndex(WINDOW_CHOICES_S.index(self.settings.window_s))
+        self.window_box.currentIndexChanged.connect(
+            lambda i: self.set_window(self.window_box.itemData(i)))
+        self.window_box.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        readouts.addWidget(QLabel("window"))
+        readouts.addWidget(self.window_box)
+
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(self.video)
+        left.addWidget(self.circumplex)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addLayout(readouts)
+        right_layout.addWidget(self.curves, stretch=1)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
+        self.marker_bar = MarkerBar(self.settings.marker_labels, self)
+        self.marker_bar.marked.connect(self.add_marker)
+        self.marker_bar.labelsChanged.connect(self._labels_changed)
+        central = QWidget()
+        grid = QGridLayout(central)
+        grid.addWidget(split, 0, 0)
+        grid.addWidget(self.marker_bar, 1, 0)
+        self.setCentralWidget(central)
+        self.status = StatusPanel(self.statusBar())
+        self._build_actions()
+        self.resize(1280, 800)
+        if self.settings.geometry is not None:
+            self.restoreGeometry(self.settings.geometry)
+
+    def _readout(self, name: str, colour) -> QLabel:
+        label = QLabel(f"{name} –")
+        label.setStyleSheet(f"font-size: 18px; font-weight: bold; color: rgb{tuple(colour)}")
+        label.setMinimumWidth(150)
+        return label
+
+    def _action(self, text: str, shortcut: str | None, slot, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+            tip = f"{tip or text} ({shortcut})"
+        action.setToolTip(tip or text)
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        self.start_action = self._action("Start", "Space", self.toggle_running,
+                                         "start or stop the engine")
+        self.record_action = self._action("Record", "Ctrl+R", self.toggle_recording,
+                                          "record a session")
+        recorder, problem = recorder_class()
+        self.recorder_class = recorder
+        if recorder is None:
+            self.record_action.setEnabled(False)
+            self.record_action.setToolTip(problem)
+        self.rating_action = self._action("Self-rating", "Ctrl+T", self.toggle_rating,
+                                          "continuous self-rating on the circumplex "
+                                          "(mouse or arrow keys)")
+        self.rating_action.setCheckable(True)
+        open_file = self._action("Open video/audio file…", "Ctrl+O", self.open_file_dialog)
+        choose_model = self._action("Choose model…", "Ctrl+M", self.choose_model_dialog)
+        quit_action = self._action("Quit", "Ctrl+Q", self.close)
+        for number, seconds in enumerate(WINDOW_CHOICES_S, start=1):
+            self._action(f"Window {WINDOW_NAMES[seconds]}", f"Ctrl+{number}",
+                         lambda _=False, s=seconds: self.set_window(s))
+
+        toolbar = QToolBar("main")
+        toolbar.setMovable(False)
+        for action in (self.start_action, self.record_action, self.rating_action, open_file,
+                       choose_model):
+            toolbar.addAction(action)
+        self.addToolBar(toolbar)
+
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        for action in (open_file, quit_action):
+            file_menu.addAction(action)
+        self.sources_menu = menu.addMenu("&Sources")
+        self.sources_menu.aboutToShow.connect(self._fill_sources_menu)
+        model_menu = menu.addMenu("&Model")
+        model_menu.addAction(choose_model)
+        session_menu = menu.addMenu("S&ession")
+        for action in (self.start_action, self.record_action, self.rating_action):
+            session_menu.addAction(action)
+        # Arrow keys move the self-rating (only while it runs; otherwise they do nothing).
+        for key, dv, da in ((Qt.Key.Key_Left, -1, 0), (Qt.Key.Key_Right, 1, 0),
+                            (Qt.Key.Key_Up, 0, 1), (Qt.Key.Key_Down, 0, -1)):
+            shortcut = QShortcut(QKeySequence(key), self)
+            shortcut.activated.connect(lambda dv=dv, da=da: self.nudge_rating(dv, da))
+
+    def _fill_sources_menu(self) -> None:
+        menu = self.sources_menu
+        menu.clear()
+        if self.devices is None:
+            from app.sources import list_devices
+            self.devices = list_devices()
+        choice = self.settings.sources
+        cameras = QActionGroup(menu)
+        menu.addSection("Camera")
+        for index, name in [(None, "no camera")] + [(c.index, c.name) for c in self.devices.cameras]:
+            action = menu.addAction(name)
+            action.setCheckable(True)
+            action.setChecked(choice.camera == index and not choice.video_file)
+            action.triggered.connect(lambda _=False, i=index: self.set_sources(
+                SourceChoice(camera=i, microphone=choice.microphone,
+                             audio_file=choice.audio_file)))
+            cameras.addAction(action)
+        menu.addSection("Microphone")
+        microphones = QActionGroup(menu)
+        for index, name in [(None, "no microphone")] + [
+                (m.index, m.name + (" (default)" if m.is_default else ""))
+                for m in self.devices.microphones]:
+            action = menu.addAction(name)
+            action.setCheckable(True)
+            action.setChecked(choice.microphone == index and not choice.audio_file)
+            action.triggered.connect(lambda _=False, i=index: self.set_sources(
+                SourceChoice(camera=choice.camera, video_file=choice.video_file,
+                             microphone=i)))
+            microphones.addAction(action)
+        for problem in self.devices.problems:
+            menu.addAction(problem).setEnabled(False)
+        menu.addSeparator()
+        menu.addAction("Refresh devices").triggered.connect(self._refresh_devices)
+
+    def _refresh_devices(self) -> None:
+        self.devices = None
+
+    # -- model and sources ----------------------------------------------------------------
+    def choose_model_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a model", self.settings.model,
+                                              "ONNX models (*.onnx);;All files (*)")
+        if path:
+            self.set_model(path)
+
+    def set_model(self, path: str) -> bool:
+        """Load and check a model; on failure say why and keep the previous one running."""
+        try:
+            session = load_model(path)
+        except ModelLoadError as error:
+            self.show_error("Cannot use this model", str(error))
+            return False
+        self.session = session
+        self.settings.model = str(path)
+        self._save_settings()
+        self._update_model_label()
+        if self.live is not None:
+            self.start()  # restart on the new model
+        elif not self.settings.sources.empty:
+            self.start()
+        return True
+
+    def open_file_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a video or audio file", "",
+            "Media (*.mp4 *.mkv *.avi *.mov *.flv *.webm *.wav *.flac *.mp3 *.ogg *.m4a);;"
+            "All files (*)")
+        if path:
+            self.open_file(path)
+
+    def open_file(self, path: str) -> bool:
+        from models.media import probe
+        try:
+            info = probe(path)
+        except MediaError as error:
+            self.show_error("Cannot open this file", str(error))
+            return False
+        if info.has_video:
+            choice = SourceChoice(video_file=path)
+        elif info.has_audio:
+            choice = SourceChoice(camera=self.settings.sources.camera, audio_file=path)
+        else:
+            self.show_error("Cannot open this file", f"{path} holds neither audio nor video")
+            return False
+        return self.set_sources(choice)
+
+    def set_sources(self, choice: SourceChoice) -> bool:
+        self.settings.sources = choice
+        self._save_settings()
+        self._update_sources_label()
+        if self.session is not None and not choice.empty:
+            return self.start()
+        self.stop()
+        return True
+
+    # -- running ---------------------------------------------------------------------------
+    def toggle_running(self) -> None:
+        if self.live is not None and self.live.running:
+            self.stop()
+        else:
+            self.start()
+
+    def start(self) -> bool:
+        if self.session is None:
+            self.show_error("No model", "Choose a model first (Model ▸ Choose model…).")
+            return False
+        self.stop()
+        try:
+            live = LiveEngine(self.session, self.settings.sources, self.pacing)
+            live.start()
+        except (SourceError, MediaError) as error:
+            self.show_error("Cannot start", str(error))
+            return False
+        self.live = live
+        self.curves.clear()
+        self.circumplex.clear_trail()
+        self._latencies.clear()
+        self._steps_at, self._stats_at = 0, time.monotonic()
+        if self.sampler.running:
+            self.sampler.start(0.0)
+        if self.settings.sources.video_file is None and self.settings.sources.camera is None:
+            self.video.clear("no camera: predictions use audio only")
+        self.start_action.setText("Stop")
+        self._update_sources_label()
+        return True
+
+    def stop(self) -> None:
+        self.stop_recording()
+        if self.live is not None:
+            live, self.live = self.live, None
+            live.stop()
+            self._drain(live)  # the last predictions still count
+        self.start_action.setText("Start")
+
+    # -- timer tick: everything periodic ----------------------------------------------------
+    def tick(self) -> None:
+        live = self.live
+        now = None
+        if live is not None:
+            finished = self._drain(live)
+            now = live.now() if live.running else self.curves.now
+            frame = live.latest_frame()
+            if frame is not None:
+                self.video.show_frame(frame.index, frame.rgb, live.face_box(), self._last_face)
+            self.status.set_level(live.audio_level())
+            if time.monotonic() - self._stats_at >= STATS_EVERY_S:
+                self._update_stats(live)
+            if finished:
+                self._engine_finished()
+            self._sample_ratings(now)
+        self.curves.redraw(now)
+        self.circumplex.redraw()
+        if self.recording is not None:
+            self.status.set_recording(self.recording.elapsed_s)
+
+    def _drain(self, live: LiveEngine) -> bool:
+        poll = live.poll()
+        for event in poll.events:
+            if event.source not in ("model",):
+                self.status.message(f"{event.source}: {event.message}")
+        predictions = poll.predictions
+        if predictions:
+            n = len(predictions)
+            t = np.fromiter((p.t for p in predictions), np.float64, n)
+            arousal = np.fromiter((p.arousal for p in predictions), np.float64, n)
+            valence = np.fromiter((p.valence for p in predictions), np.float64, n)
+            self.curves.add_predictions(t, arousal, valence)
+            self.circumplex.add_predictions(arousal, valence)
+            self._latencies.extend(p.latency_ms for p in predictions)
+            last = predictions[-1]
+            self._last_face, self._last_voice = last.face_found, last.voice_active
+            self.arousal_value.setText(f"arousal {last.arousal:+.2f}")
+            self.valence_value.setText(f"valence {last.valence:+.2f}")
+            self.face_value.setText(f"face {'yes' if last.face_found else 'no'} "
+                                    f"({last.face_score:.2f})")
+            self.voice_value.setText(f"voice {'yes' if last.voice_active else 'no'}")
+            self.status.set_voice(last.voice_active)
+        return poll.finished
+
+    def _update_stats(self, live: LiveEngine) -> None:
+        stats = live.stats()
+        elapsed = time.monotonic() - self._stats_at
+        rate = (stats.steps - self._steps_at) / elapsed if elapsed > 0 else 0.0
+        self._steps_at, self._stats_at = stats.steps, time.monotonic()
+        latency = float(np.median(self._latencies)) if self._latencies else None
+        self.status.set_rates(rate, latency, stats.dropped_windows)
+
+    def _engine_finished(self) -> None:
+        self.status.message("the source ended; Start plays it again", 0)
+        self.stop_recording()
+        self.start_action.setText("Start")
+
+    # -- markers and self-rating -------------------------------------------------------------
+    def engine_time(self) -> float | None:
+        return self.live.now() if self.live is not None and self.live.running else None
+
+    def add_marker(self, label: str, value: str = "") -> float | None:
+        """Stamp a marker with the engine clock; None when nothing is running."""
+        t = self.engine_time()
+        if t is None:
+            self.status.message("markers need a running source (Start)")
+            return None
+        self.markers.append((t, label, value))
+        self.curves.add_marker(t, value or label)
+        if self.recording is not None:
+            self.recording.recorder.add_event(t, label, value)
+        self.status.message(f"marker '{value or label}' at {t:.2f} s", 3000)
+        return t
+
+    def toggle_rating(self) -> None:
+        self.set_rating(not self.sampler.running)
+
+    def set_rating(self, on: bool) -> None:
+        self.rating_action.setChecked(on)
+        if on:
+            self.sampler.start(self.engine_time() or 0.0)
+            self.sampler.set_focused(self.isActiveWindow(), self.engine_time() or 0.0)
+            self.circumplex.set_rating_enabled(True)
+            self.circumplex.show_rating(self.sampler.valence, self.sampler.arousal,
+                                        self.sampler.active)
+        else:
+            self.sampler.stop()
+            self.circumplex.set_rating_enabled(False)
+
+    def _rating_moved(self, valence: float, arousal: float) -> None:
+        self.sampler.move_to(valence, arousal)
+        self.circumplex.show_rating(self.sampler.valence, self.sampler.arousal,
+                                    self.sampler.active)
+
+    def nudge_rating(self, d_valence: int, d_arousal: int) -> None:
+        if self.sampler.running:
+            self._rating_moved(self.sampler.valence + d_valence * ARROW_STEP,
+                               self.sampler.arousal + d_arousal * ARROW_STEP)
+
+    def _sample_ratings(self, now: float | None) -> None:
+        if now is None or not self.sampler.running or not self.live.running:
+            return
+        ratings = self.sampler.sample(now)
+        if not ratings:
+            return
+        self.ratings_taken += len(ratings)
+        self.curves.add_ratings(np.array([r.t for r in ratings]),
+                                np.array([r.arousal for r in ratings]),
+                                np.array([r.valence for r in ratings]))
+        if self.recording is not None:
+            for r in ratings:
+                self.recording.recorder.add_rating(r.t, r.arousal, r.valence)
+
+    def changeEvent(self, event) -> None:
+        if event.type() == QEvent.Type.ActivationChange:
+            self.sampler.set_focused(self.isActiveWindow(), self.engine_time() or 0.0)
+            if self.sampler.running:
+                self.circumplex.show_rating(self.sampler.valence, self.sampler.arousal,
+                                            self.sampler.active)
+        super().changeEvent(event)
+
+    # -- recording ---------------------------------------------------------------------------
+    def toggle_recording(self) -> None:
+        if self.recording is not None:
+            self.stop_recording()
+            return
+        dialog = RecordDialog(self)
+        if dialog.exec() == RecordDialog.DialogCode.Accepted:
+            self.start_recording(dialog.out_dir(), dialog.metadata())
+
+    def start_recording(self, out_dir: Path, metadata: dict) -> bool:
+        if self.recorder_class is None:
+            return False
+        if self.live is None or not self.live.running:
+            if not self.start():
+                return False
+        metadata = {**metadata, "model": self.settings.model,
+                    "sources": dict(zip(("video", "audio"), self.live.source_names())),
+                    "marker_labels": list(self.settings.marker_labels)}
+        try:
+            recorder = self.recorder_class(out_dir, metadata, self.live.engine)
+            recorder.start()
+        except (OSError, ValueError, RuntimeError) as error:
+            self.show_error("Cannot record", str(error))
+            return False
+        self.recording = Recording(recorder, Path(out_dir))
+        self.record_action.setText("Stop recording")
+        self.status.set_recording(0.0)
+        if not self.sampler.running:
+            self.set_rating(True)  # self-rating runs while recording
+        return True
+
+    def stop_recording(self) -> None:
+        if self.recording is None:
+            return
+        recording, self.recording = self.recording, None
+        try:
+            recording.recorder.stop()
+        except (OSError, ValueError, RuntimeError) as error:
+            self.show_error("Recording did not finish cleanly", str(error))
+        self.record_action.setText("Record")
+        self.status.set_recording(None)
+        self.status.message(f"session saved in {recording.out_dir}", 0)
+
+    # -- misc -----------------------------------------------------------------------------------
+    def set_window(self, seconds: int) -> None:
+        self.settings.window_s = seconds
+        self.window_box.blockSignals(True)
+        self.window_box.setCurrentIndex(WINDOW_CHOICES_S.index(seconds))
+        self.window_box.blockSignals(False)
+        self.curves.set_window(seconds)
+        self._save_settings()
+
+    def _labels_changed(self, labels: list) -> None:
+        self.settings.marker_labels = list(labels)
+        self._save_settings()
+
+    def show_error(self, title: str, text: str) -> None:
+        """A window-modal message that does not block the timer (or a test)."""
+        log.warning("%s: %s", title, text)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok,
+                          self)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+        self.error_box = box
+
+    def _update_model_label(self) -> None:
+        if self.session is None:
+            self.status.set_model("no model", "")
+        else:
+            self.status.set_model(self.session.spec.name, self.session.provider)
+
+    def _update_sources_label(self) -> None:
+        if self.live is not None:
+            self.status.set_sources(*self.live.source_names())
+        else:
+            self.status.set_sources(*self.settings.sources.describe())
+
+    def _save_settings(self) -> None:
+        if self.store is not None:
+            settings_store.save(self.store, self.settings)
+
+    def closeEvent(self, event) -> None:
+        self.timer.stop()
+        self.stop()  # finalises a recording too
+        self.settings.geometry = self.saveGeometry()
+        self._save_settings()
+        super().closeEvent(event)
