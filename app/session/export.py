@@ -1,0 +1,232 @@
+"""`affect-monitor export DIR --to elan|bids|carma [--out PATH]`: a session folder in the
+formats researchers' tools read.
+
+* ``elan``  -> DIR/session.eaf (pympi-ling): the video and audio linked as media,
+  predictions.csv linked as a secondary (time-series) file, tiers ``events``,
+  ``self-rating`` (one annotation per rating, until the next), ``voice`` and ``face``
+  (spans where the voice was active / a face was found).
+* ``bids``  -> DIR/bids/sub-P/[ses-S/]beh/sub-P[_ses-S]_task-affect_recording-affect_physio
+  .tsv.gz + .json (SamplingFrequency 25, StartTime 0, Columns; no header row, "n/a" for
+  steps not recorded), and the same stem's _events.tsv.
+* ``carma`` -> DIR/carma.csv: ``second,valence,arousal`` (DARMA's x, y order), the model's
+  predictions averaged over 1 s bins and scaled to -100..100; ``second`` is the end of
+  the bin (1, 2, ...), only whole seconds. With self-ratings also DIR/carma_self.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.session import layout
+
+FORMATS = ("elan", "bids", "carma")
+
+
+@dataclass(frozen=True)
+class Session:
+    folder: Path
+    info: dict
+    time_s: np.ndarray
+    arousal: np.ndarray
+    valence: np.ndarray
+    face_found: np.ndarray
+    face_score: np.ndarray
+    voice_active: np.ndarray
+    ratings: list[dict]
+    events: list[dict]
+
+    @property
+    def step_s(self) -> float:
+        return 1.0 / self.info["rates"]["requested"]["predictions_hz"]
+
+
+def load(folder: str | Path) -> Session:
+    folder = Path(folder)
+    info = layout.read_session_json(folder)
+    rows = layout.read_table(folder / layout.PREDICTIONS)
+
+    def column(name: str, kind=float) -> np.ndarray:
+        return np.array([kind(float(r[name])) for r in rows])
+
+    return Session(folder, info, column("time_s"), column("arousal"), column("valence"),
+                   column("face_found", bool), column("face_score"),
+                   column("voice_active", bool), layout.read_table(folder / layout.RATINGS),
+                   layout.read_table(folder / layout.EVENTS, "\t"))
+
+
+# -- ELAN ----------------------------------------------------------------------------------
+def export_elan(session: Session, out: Path) -> Path:
+    try:
+        from pympi import Elan
+    except ImportError:
+        raise RuntimeError("ELAN export needs pympi-ling: pip install pympi-ling") from None
+    folder = session.folder
+    eaf = Elan.Eaf(author="affect-monitor")
+    for name, mime in ((layout.VIDEO, "video/mp4"), (layout.AUDIO, "audio/x-wav")):
+        if (folder / name).exists():
+            eaf.add_linked_file(str((folder / name).resolve()), relpath=name, mimetype=mime)
+    eaf.add_secondary_linked_file(str((folder / layout.PREDICTIONS).resolve()),
+                                  relpath=layout.PREDICTIONS, mimetype="text/plain")
+    ms = lambda seconds: int(round(seconds * 1000))  # noqa: E731
+    end_s = float(session.time_s[-1] + session.step_s) if session.time_s.size else 0.0
+    eaf.add_tier("events")
+    for event in session.events:
+        onset = float(event["onset"])
+        duration = float(event["duration"]) if event["duration"] not in ("", "n/a") else 0.0
+        text = event["trial_type"] + (f": {event['value']}" if event["value"] else "")
+        eaf.add_annotation("events", ms(onset), ms(onset + max(duration, session.step_s)), text)
+    eaf.add_tier("self-rating")
+    times = [float(r["time_s"]) for r in session.ratings]
+    for index, rating in enumerate(session.ratings):
+        until = times[index + 1] if index + 1 < len(times) else times[index] + session.step_s
+        if ms(until) > ms(times[index]):
+            eaf.add_annotation("self-rating", ms(times[index]), ms(until),
+                               f"arousal {float(rating['arousal']):+.2f}, "
+                               f"valence {float(rating['valence']):+.2f}")
+    for tier, flags in (("voice", session.voice_active), ("face", session.face_found)):
+        eaf.add_tier(tier)
+        for begin, end in _runs(flags):
+            eaf.add_annotation(tier, ms(session.time_s[begin]),
+                               ms(min(end_s, session.time_s[end - 1] + session.step_s)), tier)
+    eaf.remove_tier("default")
+    path = out / "session.eaf"
+    eaf.to_file(str(path))
+    return path
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[begin, end) index spans where ``flags`` is True."""
+    padded = np.concatenate([[False], flags.astype(bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+# -- BIDS physio ---------------------------------------------------------------------------
+PHYSIO_COLUMNS = ("arousal", "valence", "face_found", "face_score", "voice_active")
+
+
+def _label(value, fallback: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9]", "", str(value or ""))
+    return cleaned or fallback
+
+
+def export_bids(session: Session, out: Path) -> Path:
+    subject = _label(session.info.get("participant_id"), "unknown")
+    visit = _label(session.info.get("session_id"), "")
+    folder = out / "bids" / f"sub-{subject}" / (f"ses-{visit}" if visit else "") / "beh"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"sub-{subject}" + (f"_ses-{visit}" if visit else "") + "_task-affect"
+    steps = np.rint(session.time_s / session.step_s).astype(int)
+    count = int(steps.max()) + 1 if steps.size else 0
+    grid = np.full((count, len(PHYSIO_COLUMNS)), np.nan)
+    values = np.stack([session.arousal, session.valence, session.face_found,
+                       session.face_score, session.voice_active], axis=1).astype(float)
+    grid[steps] = values
+    physio = folder / f"{stem}_recording-affect_physio.tsv.gz"
+    with gzip.open(physio, "wt", newline="") as handle:
+        for row in grid:
+            handle.write("\t".join("n/a" if math.isnan(v) else _number(v, name)
+                                   for v, name in zip(row, PHYSIO_COLUMNS)) + "\n")
+    spec = session.info.get("model", {})
+    sidecar = {
+        "SamplingFrequency": 1.0 / session.step_s,
+        "StartTime": 0.0,
+        "Columns": list(PHYSIO_COLUMNS),
+        "arousal": {"Description": "model-estimated arousal for the 40 ms window starting "
+                                   "at this sample", "Units": "a.u. (-1..1)"},
+        "valence": {"Description": "model-estimated valence", "Units": "a.u. (-1..1)"},
+        "face_found": {"Description": "1 if a face was found in the frame used", "Units": "n/a"},
+        "face_score": {"Description": "face detector confidence", "Units": "a.u. (0..1)"},
+        "voice_active": {"Description": "1 if voice activity was detected", "Units": "n/a"},
+        "Manufacturer": "affect-monitor",
+        "SoftwareVersions": (session.info.get("software") or {}).get("affect-monitor", ""),
+        "ModelName": spec.get("name"), "ModelSHA256": spec.get("sha256"),
+        "RecordingStartUTC": (session.info.get("start") or {}).get("utc"),
+    }
+    (folder / f"{stem}_recording-affect_physio.json").write_text(json.dumps(sidecar, indent=1))
+    events = folder / f"{stem}_events.tsv"
+    with open(events, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(layout.EVENT_COLUMNS)
+        for event in session.events:
+            writer.writerow([event[c] or "n/a" for c in layout.EVENT_COLUMNS])
+    return physio
+
+
+def _number(value: float, name: str) -> str:
+    return str(int(value)) if name in ("face_found", "voice_active") else f"{value:.6g}"
+
+
+# -- CARMA / DARMA ---------------------------------------------------------------------------
+def export_carma(session: Session, out: Path) -> Path:
+    path = out / "carma.csv"
+    _write_bins(path, session.time_s, session.valence, session.arousal, session.step_s)
+    if session.ratings:
+        t = np.array([float(r["time_s"]) for r in session.ratings])
+        _write_bins(out / "carma_self.csv", t,
+                    np.array([float(r["valence"]) for r in session.ratings]),
+                    np.array([float(r["arousal"]) for r in session.ratings]), 0.0)
+    return path
+
+
+def _write_bins(path: Path, time_s: np.ndarray, valence: np.ndarray, arousal: np.ndarray,
+                step_s: float) -> None:
+    end = float(time_s[-1] + step_s) if time_s.size else 0.0
+    seconds = int(math.floor(end + 1e-9))
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("second", "valence", "arousal"))
+        for second in range(1, seconds + 1):
+            inside = (time_s >= second - 1 - 1e-9) & (time_s < second - 1e-9)
+            if not inside.any():
+                writer.writerow((second, "", ""))
+                continue
+            writer.writerow((second, _scale(valence[inside]), _scale(arousal[inside])))
+
+
+def _scale(values: np.ndarray) -> str:
+    return f"{float(np.clip(values.mean(), -1.0, 1.0)) * 100:.1f}"
+
+
+EXPORTERS = {"elan": export_elan, "bids": export_bids, "carma": export_carma}
+
+
+def export(folder: str | Path, to: str, out: str | Path | None = None) -> Path:
+    session = load(folder)
+    out = Path(out) if out is not None else Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    return EXPORTERS[to](session, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="affect-monitor export",
+                                     description="Export a session folder for ELAN, BIDS or "
+                                                 "CARMA/DARMA.")
+    parser.add_argument("folder", type=Path, metavar="DIR")
+    parser.add_argument("--to", choices=FORMATS, required=True, action="append",
+                        help="format (repeat for several)")
+    parser.add_argument("--out", type=Path, help="where to write (default: DIR)")
+    args = parser.parse_args(argv)
+    try:
+        for to in args.to:
+            print(f"{to}: {export(args.folder, to, args.out)}")
+    except (layout.SessionFormatError, RuntimeError, KeyError, ValueError) as error:
+        print(f"affect-monitor export: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"affect-monitor export: cannot write: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

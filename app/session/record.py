@@ -1,0 +1,144 @@
+"""`affect-monitor record`: record a session without a window.
+
+    affect-monitor record --out DIR [--camera N | --video FILE] [--mic N | --audio FILE]
+                          [--seconds N] [--no-media] [--participant ID --session ID]
+                          [--condition C] [--notes TEXT] [--model M] [--fast]
+
+``--video FILE`` takes the file's picture and, unless --mic/--audio is given, its sound;
+files play in real time like devices, or with ``--fast`` as fast as the model runs
+(nothing dropped). Without any source: camera 0 and the default microphone. Ctrl+C or
+SIGTERM stop the recording cleanly. Exit status: 0 complete, 1 stopped early by a fault
+(the message says which; what was recorded is kept), 2 could not start.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from app.analyze import DEFAULT_MODEL
+from app.pipeline import Engine
+from app.session.recorder import RecorderError, SessionRecorder
+from app.sources import (AudioFileSource, CameraSource, MicrophoneSource, Pacing, SourceError,
+                         VideoFileSource)
+from app.vad import load_voice_detector
+from models.faces import FaceDetectorError
+from models.media import MediaError, probe
+from models.runtime import AffectSession, ModelLoadError
+
+
+def parse_args(argv: list[str] | None):
+    parser = argparse.ArgumentParser(prog="affect-monitor record",
+                                     description="Record a session folder without a window.")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
+                        help="the new session folder")
+    picture = parser.add_mutually_exclusive_group()
+    picture.add_argument("--camera", type=int, metavar="N", help="camera index")
+    picture.add_argument("--video", type=Path, metavar="FILE",
+                         help="a video file (its sound too, unless --mic/--audio)")
+    sound = parser.add_mutually_exclusive_group()
+    sound.add_argument("--mic", metavar="N", help="microphone index or name")
+    sound.add_argument("--audio", type=Path, metavar="FILE", help="an audio file")
+    parser.add_argument("--seconds", type=float, metavar="N",
+                        help="stop after N seconds (default: until Ctrl+C or the files end)")
+    parser.add_argument("--no-media", action="store_true",
+                        help="keep no video or audio: predictions, ratings and events only")
+    parser.add_argument("--participant", default="", metavar="ID")
+    parser.add_argument("--session", default="", metavar="ID")
+    parser.add_argument("--condition", default="", metavar="C")
+    parser.add_argument("--notes", default="")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                        help=f"exported .onnx model (default: {DEFAULT_MODEL.name})")
+    parser.add_argument("--fast", action="store_true",
+                        help="read files as fast as the model runs instead of in real time")
+    parser.add_argument("--vad", choices=("silero", "energy"), default="silero")
+    args = parser.parse_args(argv)
+    if args.seconds is not None and args.seconds <= 0:
+        parser.error("--seconds must be positive")
+    return args
+
+
+def build_sources(args):
+    """(audio, video) sources; SourceError/MediaError with a message when unusable."""
+    pacing = Pacing.FAST if args.fast else Pacing.REALTIME
+    nothing = args.camera is None and args.video is None and args.mic is None and args.audio is None
+    video = audio = None
+    if args.video is not None:
+        info = probe(args.video)
+        if info.has_video:
+            video = VideoFileSource(args.video, pacing)
+        if info.has_audio and args.mic is None and args.audio is None:
+            audio = AudioFileSource(args.video, pacing)
+    elif args.camera is not None or nothing:
+        video = CameraSource(args.camera or 0)
+    if args.audio is not None:
+        audio = AudioFileSource(args.audio, pacing)
+    elif args.mic is not None or nothing:
+        device = int(args.mic) if args.mic is not None and args.mic.isdigit() else args.mic
+        audio = MicrophoneSource(device)
+    return audio, video
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    say = lambda text: print(f"affect-monitor record: {text}", file=sys.stderr)  # noqa: E731
+    if args.model == DEFAULT_MODEL and not DEFAULT_MODEL.is_file():
+        say(f"no --model given and the default model ({DEFAULT_MODEL}) is not installed; "
+            "pass --model FILE.onnx")
+        return 2
+    try:
+        session = AffectSession(args.model)
+        audio, video = build_sources(args)
+        engine = Engine(session, audio, video, vad=load_voice_detector(args.vad))
+    except (ModelLoadError, MediaError, SourceError, FaceDetectorError) as error:
+        say(str(error))
+        return 2
+    metadata = {"participant_id": args.participant, "session_id": args.session,
+                "condition": args.condition, "notes": args.notes,
+                "command": "affect-monitor record " + " ".join(argv or sys.argv[1:])}
+    recorder = SessionRecorder(args.out, metadata, engine, store_media=not args.no_media,
+                               duration_s=args.seconds)
+    try:
+        recorder.start()
+    except RecorderError as error:
+        say(str(error))
+        return 2
+    try:
+        engine.start()
+    except SourceError as error:
+        recorder.stop()
+        say(f"{error}; nothing was recorded")
+        return 2
+    print(f"recording into {args.out} (Ctrl+C to stop)", file=sys.stderr, flush=True)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        while not recorder.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        print("stopping...", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    info = recorder.stop()
+    engine.stop()
+    media = info["media"]
+    parts = [f"{info['duration_s']:.2f} s", f"{info['counts']['predictions']} predictions"]
+    if media["audio"]:
+        parts.append(f"{media['audio']['seconds']:.2f} s of audio")
+    if media["video"]:
+        parts.append(f"{media['video']['frames']} video frames")
+    print(f"{info['status']}: " + ", ".join(parts) + f" in {args.out}", file=sys.stderr)
+    if recorder.error:
+        say(recorder.error)
+        return 1
+    return 0
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

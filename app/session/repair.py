@@ -1,0 +1,151 @@
+"""`affect-monitor repair DIR`: make an interrupted session folder whole, say what was fixed.
+
+What a killed recorder can leave, and what is done about it:
+* a torn last row in a CSV/TSV -> dropped;  events out of order -> sorted;
+* audio.wav whose header counts up to the last flush -> counts every whole sample;
+* video.mp4 ending in a torn fragment -> rewritten from its whole packets (when that
+  decodes); frames.csv rows for frames the video lost -> dropped;
+* session.json still saying "recording" -> "interrupted", with the counts of what is
+  there and a "repaired" entry listing these fixes.
+A folder that is already whole is left untouched ("nothing to repair").
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from app.session import layout
+from app.session.tables import rewrite_table
+from app.session.video import count_frames, salvage_video
+from app.session.wav import repair_wav
+
+STILL_WRITING_S = 3.0  # a "recording" folder touched more recently may still be recording
+
+
+class RepairError(RuntimeError):
+    pass
+
+
+def repair(folder: str | Path, force: bool = False) -> list[str]:
+    """Repair ``folder`` in place; the list of fixes (empty: nothing was wrong)."""
+    folder = Path(folder)
+    info = layout.read_session_json(folder)
+    if info.get("status") == layout.RECORDING and not force:
+        newest = max(p.stat().st_mtime for p in folder.iterdir())
+        if time.time() - newest < STILL_WRITING_S:
+            raise RepairError(f"{folder} was written {time.time() - newest:.1f} s ago and may "
+                              "still be recording; stop it first (or pass --force)")
+    fixes: list[str] = []
+    tables = {layout.PREDICTIONS: (layout.PREDICTION_COLUMNS, ","),
+              layout.RATINGS: (layout.RATING_COLUMNS, ","),
+              layout.EVENTS: (layout.EVENT_COLUMNS, "\t"),
+              layout.FRAMES: (layout.FRAME_COLUMNS, ",")}
+    rows: dict[str, list[dict]] = {}
+    for name, (columns, delimiter) in tables.items():
+        path = folder / name
+        if not path.exists():
+            continue
+        raw = path.read_bytes()
+        rows[name] = layout.read_table(path, delimiter)
+        if raw and not raw.endswith(b"\n"):
+            _rewrite(path, columns, rows[name], delimiter)
+            fixes.append(f"{name}: dropped a torn last row ({len(rows[name])} rows kept)")
+    events = rows.get(layout.EVENTS, [])
+    ordered = sorted(events, key=lambda r: float(r["onset"]))
+    if ordered != events:
+        _rewrite(folder / layout.EVENTS, layout.EVENT_COLUMNS, ordered, "\t")
+        fixes.append(f"{layout.EVENTS}: sorted by onset")
+    audio_s = None
+    if (folder / layout.AUDIO).exists():
+        fixed = repair_wav(folder / layout.AUDIO)
+        if fixed:
+            fixes.append(fixed)
+        import soundfile
+
+        audio_s = soundfile.info(str(folder / layout.AUDIO)).duration
+    video_frames = None
+    if (folder / layout.VIDEO).exists():
+        video_frames, fixed = salvage_video(folder / layout.VIDEO)
+        if fixed:
+            fixes.append(fixed)
+        frames = rows.get(layout.FRAMES, [])
+        kept = [r for r in frames if int(r["frame"]) < video_frames]
+        if len(kept) < len(frames):
+            _rewrite(folder / layout.FRAMES, layout.FRAME_COLUMNS, kept, ",")
+            fixes.append(f"{layout.FRAMES}: dropped {len(frames) - len(kept)} row(s) of "
+                         f"frames the video lost in the crash")
+    if info.get("status") == layout.RECORDING:
+        predictions = len(rows.get(layout.PREDICTIONS, []))
+        step_s = 1.0 / info["rates"]["requested"]["predictions_hz"]
+        info["status"] = layout.INTERRUPTED
+        info["duration_s"] = round(predictions * step_s, 3)
+        info["counts"] = {"predictions": predictions,
+                          "ratings": len(rows.get(layout.RATINGS, [])),
+                          "events": len(events)}
+        media = info.get("media") or {}
+        if media.get("audio") and audio_s is not None:
+            media["audio"].update(seconds=audio_s, samples=round(audio_s * 16000))
+        if media.get("video") is not None or video_frames is not None:
+            listed = rows.get(layout.FRAMES, [])
+            media["video"] = {**(media.get("video") or {}), "file": layout.VIDEO,
+                              "codec": "h264", "frames": video_frames,
+                              "placeholder_frame_at_0": bool(listed) and listed[0]["frame"] == "1"}
+        fixes.append(f"{layout.SESSION_JSON}: status 'recording' -> 'interrupted' "
+                     f"({info['duration_s']:.2f} s of predictions kept"
+                     + (f", {audio_s:.2f} s of audio" if audio_s is not None else "")
+                     + (f", {video_frames} video frames" if video_frames is not None else "")
+                     + ")")
+    if fixes:
+        info.setdefault("repaired", []).append(
+            {"utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "fixes": fixes})
+        layout.write_json_atomic(folder / layout.SESSION_JSON, info)
+    return fixes
+
+
+def check(folder: str | Path) -> list[str]:
+    """Problems a reader would meet in ``folder`` (empty: whole). Reads, changes nothing."""
+    folder = Path(folder)
+    problems = []
+    info = layout.read_session_json(folder)
+    if info.get("status") == layout.RECORDING:
+        problems.append("session.json still says 'recording'")
+    for name in (layout.PREDICTIONS, layout.RATINGS, layout.EVENTS, layout.FRAMES):
+        path = folder / name
+        if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+            problems.append(f"{name} ends in a torn row")
+    if (folder / layout.VIDEO).exists() and not count_frames(folder / layout.VIDEO)[1]:
+        problems.append("video.mp4 does not decode to its end")
+    return problems
+
+
+def _rewrite(path: Path, columns, rows: list[dict], delimiter: str) -> None:
+    rewrite_table(path, columns, ([r.get(c, "") for c in columns] for r in rows), delimiter)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="affect-monitor repair",
+                                     description="Make an interrupted session folder whole.")
+    parser.add_argument("folder", type=Path, metavar="DIR")
+    parser.add_argument("--force", action="store_true",
+                        help="repair even if the folder was written in the last seconds")
+    args = parser.parse_args(argv)
+    try:
+        fixes = repair(args.folder, force=args.force)
+    except (layout.SessionFormatError, RepairError, ValueError) as error:
+        print(f"affect-monitor repair: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"affect-monitor repair: cannot repair {args.folder}: {error}", file=sys.stderr)
+        return 2
+    if not fixes:
+        print(f"{args.folder}: nothing to repair")
+    for fix in fixes:
+        print(f"fixed {fix}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""CSV/TSV files written a row at a time and handed to the OS on every flush."""
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+
+class RowWriter:
+    """A header, then rows. ``flush`` makes them survive the process being killed;
+    ``flush(sync=True)`` also asks the disk to keep them through a power cut."""
+
+    def __init__(self, path: str | Path, columns: Sequence[str], delimiter: str = ",") -> None:
+        self.path = Path(path)
+        self.columns = tuple(columns)
+        self._file = open(self.path, "w", newline="")
+        self._writer = csv.writer(self._file, delimiter=delimiter, lineterminator="\n")
+        self._writer.writerow(self.columns)
+        self._file.flush()
+        self.rows = 0
+
+    def write(self, row: Iterable) -> None:
+        self._writer.writerow(row)
+        self.rows += 1
+
+    def flush(self, sync: bool = False) -> None:
+        self._file.flush()
+        if sync:
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file.closed:
+            return
+        try:
+            self.flush(sync=True)
+        finally:
+            self._file.close()
+
+
+def rewrite_table(path: Path, columns: Sequence[str], rows: Iterable[Sequence],
+                  delimiter: str = ",") -> None:
+    """Replace ``path`` in one step (sorting events, dropping a torn row)."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.writer(handle, delimiter=delimiter, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
