@@ -2,6 +2,10 @@
 
     affect-monitor [--camera N | --video FILE] [--mic N | --audio FILE] [--model M]
     affect-monitor analyze FILE... --out DIR [--model M]
+    affect-monitor record --out DIR [--camera N | --video FILE] [--mic N | --audio FILE]
+                          [--seconds N] [--no-media] [--participant ID --session ID]
+    affect-monitor repair DIR
+    affect-monitor export DIR --to elan|bids|carma
 """
 from __future__ import annotations
 
