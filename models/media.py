@@ -194,7 +194,7 @@ def read_video_frames(path: str | Path) -> Iterator[VideoFrame]:
                     time_s = float(frame.pts * frame.time_base) - origin
                 else:
                     time_s += period
-                yield VideoFrame(index=index, time_s=time_s, rgb=_to_rgb(frame))
+                yield VideoFrame(index=index, time_s=time_s, rgb=to_rgb(frame))
         except av.FFmpegError as error:
             raise MediaError(f"{path}: video cannot be decoded ({_reason(error)})") from None
     finally:
@@ -248,7 +248,7 @@ def step_frames(path: str | Path, steps: int | None = None,
         decoded.close()
 
 
-def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
+def to_rgb(frame: av.VideoFrame) -> np.ndarray:
     """RGB uint8 HxWx3. OpenCV converts the common yuv420p about 3x faster than swscale."""
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)

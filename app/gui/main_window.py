@@ -25,6 +25,8 @@ from app.gui.curves import AROUSAL_COLOUR, VALENCE_COLOUR, CurvePanel
 from app.gui.live import LiveEngine, MediaError, ModelLoadError, SourceError, load_model
 from app.gui.markers import MarkerBar
 from app.gui.rating import ARROW_STEP, RatingSampler
+from app.gui.rating_slider import (CIRCUMPLEX, RatingSlider, rating_metadata,
+                                   set_slider_rating, slider_rating)
 from app.gui.recording import RecordDialog, Recording, recorder_class
 from app.gui.settings import WINDOW_CHOICES_S, Settings, SourceChoice
 from app.gui.status import StatusPanel
@@ -53,6 +55,8 @@ class MainWindow(QMainWindow):
         self.live: LiveEngine | None = None
         self.recording: Recording | None = None
         self.sampler = RatingSampler()
+        self.rating_mode = CIRCUMPLEX  # or "arousal"/"valence": a 1-D slider
+        self.reviews: list = []  # open review windows (app.gui.review)
         self.markers: list[tuple[float, str, str]] = []  # (engine time, label, value)
         self.ratings_taken = 0
         self.error_box: QMessageBox | None = None
@@ -97,9 +101,17 @@ class MainWindow(QMainWindow):
         readouts.addWidget(QLabel("window"))
         readouts.addWidget(self.window_box)
 
+        self.rating_slider = RatingSlider()
+        self.rating_slider.ratingMoved.connect(self._slider_moved)
+        self.rating_slider.hide()  # shown when the self-rating input is a slider
+        rating_panel = QWidget()
+        rating_layout = QHBoxLayout(rating_panel)
+        rating_layout.setContentsMargins(0, 0, 0, 0)
+        rating_layout.addWidget(self.circumplex, stretch=1)
+        rating_layout.addWidget(self.rating_slider)
         left = QSplitter(Qt.Orientation.Vertical)
         left.addWidget(self.video)
-        left.addWidget(self.circumplex)
+        left.addWidget(rating_panel)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
@@ -151,10 +163,13 @@ class MainWindow(QMainWindow):
             self.record_action.setEnabled(False)
             self.record_action.setToolTip(problem)
         self.rating_action = self._action("Self-rating", "Ctrl+T", self.toggle_rating,
-                                          "continuous self-rating on the circumplex "
-                                          "(mouse or arrow keys)")
+                                          "continuous self-rating on the circumplex or a "
+                                          "slider (mouse or arrow keys)")
         self.rating_action.setCheckable(True)
         open_file = self._action("Open video/audio file…", "Ctrl+O", self.open_file_dialog)
+        open_review = self._action("Open session for review…", "Ctrl+Shift+O",
+                                   self.open_review_dialog,
+                                   "play a recorded session folder with its curves and markers")
         choose_model = self._action("Choose model…", "Ctrl+M", self.choose_model_dialog)
         quit_action = self._action("Quit", "Ctrl+Q", self.close)
         for number, seconds in enumerate(WINDOW_CHOICES_S, start=1):
@@ -170,7 +185,7 @@ class MainWindow(QMainWindow):
 
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        for action in (open_file, quit_action):
+        for action in (open_file, open_review, quit_action):
             file_menu.addAction(action)
         self.sources_menu = menu.addMenu("&Sources")
         self.sources_menu.aboutToShow.connect(self._fill_sources_menu)
@@ -179,6 +194,18 @@ class MainWindow(QMainWindow):
         session_menu = menu.addMenu("S&ession")
         for action in (self.start_action, self.record_action, self.rating_action):
             session_menu.addAction(action)
+        input_menu = session_menu.addMenu("Self-rating input")
+        self.rating_mode_actions = {}
+        modes = QActionGroup(input_menu)
+        for mode, text in ((CIRCUMPLEX, "Circumplex (valence and arousal)"),
+                           ("arousal", "Slider: arousal only"),
+                           ("valence", "Slider: valence only")):
+            action = input_menu.addAction(text)
+            action.setCheckable(True)
+            action.setChecked(mode == self.rating_mode)
+            action.triggered.connect(lambda _=False, m=mode: self.set_rating_mode(m))
+            modes.addAction(action)
+            self.rating_mode_actions[mode] = action
         # Arrow keys move the self-rating (only while it runs; otherwise they do nothing).
         for key, dv, da in ((Qt.Key.Key_Left, -1, 0), (Qt.Key.Key_Right, 1, 0),
                             (Qt.Key.Key_Up, 0, 1), (Qt.Key.Key_Down, 0, -1)):
@@ -398,15 +425,50 @@ class MainWindow(QMainWindow):
 
     def set_rating(self, on: bool) -> None:
         self.rating_action.setChecked(on)
+        slider = self.rating_mode != CIRCUMPLEX
         if on:
             self.sampler.start(self.engine_time() or 0.0)
             self.sampler.set_focused(self.isActiveWindow(), self.engine_time() or 0.0)
-            self.circumplex.set_rating_enabled(True)
-            self.circumplex.show_rating(self.sampler.valence, self.sampler.arousal,
-                                        self.sampler.active)
+            self.circumplex.set_rating_enabled(not slider)
+            self.rating_slider.set_rating_enabled(slider)
+            self._show_rating()
         else:
             self.sampler.stop()
             self.circumplex.set_rating_enabled(False)
+            self.rating_slider.set_rating_enabled(False)
+
+    def set_rating_mode(self, mode: str) -> bool:
+        """Rate on the circumplex, or one dimension ("arousal"/"valence") on a slider.
+        Fixed while recording: session.json says which input made ratings.csv."""
+        if mode != self.rating_mode and self.recording is not None:
+            self.status.message("the self-rating input cannot change while recording", 3000)
+            self.rating_mode_actions[self.rating_mode].setChecked(True)
+            return False
+        self.rating_mode = mode
+        self.rating_mode_actions[mode].setChecked(True)
+        slider = mode != CIRCUMPLEX
+        if slider:
+            self.rating_slider.set_dimension(mode)
+            set_slider_rating(self.sampler, mode, slider_rating(self.sampler, mode))
+        self.rating_slider.setVisible(slider)
+        if self.sampler.running:
+            self.circumplex.set_rating_enabled(not slider)
+            self.rating_slider.set_rating_enabled(slider)
+            self._show_rating()
+        return True
+
+    def _show_rating(self) -> None:
+        if self.rating_mode == CIRCUMPLEX:
+            self.circumplex.show_rating(self.sampler.valence, self.sampler.arousal,
+                                        self.sampler.active)
+        else:
+            self.rating_slider.show_rating(slider_rating(self.sampler, self.rating_mode),
+                                           self.sampler.active)
+
+    def _slider_moved(self, value: float) -> None:
+        if self.rating_mode != CIRCUMPLEX:
+            set_slider_rating(self.sampler, self.rating_mode, value)
+            self._show_rating()
 
     def _rating_moved(self, valence: float, arousal: float) -> None:
         self.sampler.move_to(valence, arousal)
@@ -414,7 +476,11 @@ class MainWindow(QMainWindow):
                                     self.sampler.active)
 
     def nudge_rating(self, d_valence: int, d_arousal: int) -> None:
-        if self.sampler.running:
+        if self.sampler.running and self.rating_mode != CIRCUMPLEX:
+            # A slider: up/right raise it, down/left lower it.
+            self._slider_moved(slider_rating(self.sampler, self.rating_mode)
+                               + (d_valence + d_arousal) * ARROW_STEP)
+        elif self.sampler.running:
             self._rating_moved(self.sampler.valence + d_valence * ARROW_STEP,
                                self.sampler.arousal + d_arousal * ARROW_STEP)
 
@@ -425,9 +491,14 @@ class MainWindow(QMainWindow):
         if not ratings:
             return
         self.ratings_taken += len(ratings)
-        self.curves.add_ratings(np.array([r.t for r in ratings]),
-                                np.array([r.arousal for r in ratings]),
-                                np.array([r.valence for r in ratings]))
+        t = np.array([r.t for r in ratings])
+        if self.rating_mode == CIRCUMPLEX:
+            self.curves.add_ratings(t, np.array([r.arousal for r in ratings]),
+                                    np.array([r.valence for r in ratings]))
+        else:  # only the rated dimension is drawn
+            self.curves.ratings[self.rating_mode].extend(
+                t, np.array([getattr(r, self.rating_mode) for r in ratings]))
+            self.curves._dirty = True
         if self.recording is not None:
             for r in ratings:
                 self.recording.recorder.add_rating(r.t, r.arousal, r.valence)
@@ -436,8 +507,7 @@ class MainWindow(QMainWindow):
         if event.type() == QEvent.Type.ActivationChange:
             self.sampler.set_focused(self.isActiveWindow(), self.engine_time() or 0.0)
             if self.sampler.running:
-                self.circumplex.show_rating(self.sampler.valence, self.sampler.arousal,
-                                            self.sampler.active)
+                self._show_rating()
         super().changeEvent(event)
 
     # -- recording ---------------------------------------------------------------------------
@@ -457,7 +527,8 @@ class MainWindow(QMainWindow):
                 return False
         metadata = {**metadata, "model": self.settings.model,
                     "sources": dict(zip(("video", "audio"), self.live.source_names())),
-                    "marker_labels": list(self.settings.marker_labels)}
+                    "marker_labels": list(self.settings.marker_labels),
+                    "self_rating": rating_metadata(self.rating_mode)}
         try:
             recorder = self.recorder_class(out_dir, metadata, self.live.engine)
             recorder.start()
@@ -482,6 +553,24 @@ class MainWindow(QMainWindow):
         self.record_action.setText("Record")
         self.status.set_recording(None)
         self.status.message(f"session saved in {recording.out_dir}", 0)
+
+    # -- review -----------------------------------------------------------------------------------
+    def open_review_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a recorded session folder")
+        if folder:
+            self.open_review(folder)
+
+    def open_review(self, folder) -> object | None:
+        """A review window on a recorded session folder (app.gui.review), apart from the
+        live engine; a message, not a traceback, when the folder is not a session."""
+        from app.gui.review import open_review
+
+        window, problem = open_review(folder)
+        if window is None:
+            self.show_error("Cannot review this folder", problem)
+            return None
+        self.reviews = [w for w in self.reviews if w.isVisible()] + [window]
+        return window
 
     # -- misc -----------------------------------------------------------------------------------
     def set_window(self, seconds: int) -> None:
@@ -523,6 +612,8 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         self.timer.stop()
+        for review in self.reviews:
+            review.close()
         self.stop()  # finalises a recording too
         self.settings.geometry = self.saveGeometry()
         self._save_settings()
