@@ -204,3 +204,76 @@ def test_a_write_failing_mid_recording_stops_cleanly_and_keeps_what_was_written(
     audio, _ = soundfile.read(out / layout.AUDIO)
     assert len(rows) > 25 and audio.size > 16_000  # the seconds before the failure are kept
     assert len(list(read_video_frames(out / layout.VIDEO))) > 10
+
+
+# -- devices lost mid-recording, injected at the hardware edge as in test_pipeline --------
+def test_a_microphone_lost_mid_recording_stops_it_cleanly(tiny_model_path, tmp_path):
+    """The fake sound card delivers 0.8 s of tone, then stops calling back (an unplugged
+    USB microphone); the engine puts silence in its place, the recorder stops."""
+    from test_pipeline import FakeMicStream, tone_block
+    from app.sources import MicrophoneSource
+
+    mic = MicrophoneSource(stream_factory=lambda **kw: FakeMicStream(40, tone_block, **kw))
+    engine = Engine(AffectSession(tiny_model_path, intra_op_threads=1), mic, None,
+                    vad=EnergyVoiceDetector(), stall_s=0.3)
+    recorder = SessionRecorder(tmp_path / "s", {}, engine)
+    recorder.start()
+    engine.start()
+    assert recorder.wait(10), "the recording did not stop by itself"
+    info = recorder.stop()
+    engine.stop()
+    message = recorder.error
+    assert message and "microphone was lost" in message and "recording stopped at" in message
+    assert message in recorder.messages.drain()
+    assert info["status"] == layout.STOPPED and info["stop_reason"] == message
+    on_disk = json.loads((tmp_path / "s" / layout.SESSION_JSON).read_text())
+    assert on_disk["status"] == layout.STOPPED
+    rows = read_rows(tmp_path / "s" / layout.PREDICTIONS)
+    times = np.array([float(r["time_s"]) for r in rows])
+    assert len(rows) >= 20 and np.allclose(times, np.arange(len(rows)) * 0.04, atol=1e-6)
+    assert rows[5]["voice_active"] == "1"
+    audio, rate = soundfile.read(tmp_path / "s" / layout.AUDIO, dtype="float32")
+    assert abs(audio.size / rate - len(rows) * 0.04) < 0.25
+    assert np.abs(audio[:int(0.7 * rate)]).max() > 0.2  # the tone before the loss is kept
+    faults = [e for e in read_rows(tmp_path / "s" / layout.EVENTS, "\t")
+              if e["trial_type"] == "fault"]
+    assert any("stopped delivering audio" in e["value"] for e in faults)
+
+
+@pytest.mark.parametrize("fault", ["raises", "garbage"])
+def test_a_camera_lost_mid_recording_stops_it_and_an_engine_stop_is_no_loss(
+        tiny_model_path, cremad_dir, tmp_path, fault):
+    """raises: the driver fails after 15 frames -> the recording stops with a message and
+    a playable video. garbage: unusable images are skipped, the camera is not lost; the
+    engine stopped before the recorder (the GUI closing) is not a device loss either."""
+    import cv2
+
+    from test_pipeline import ScriptedCapture
+    from app.sources import CameraSource
+
+    frames = [cv2.cvtColor(f.rgb, cv2.COLOR_RGB2BGR)
+              for f in read_video_frames(cremad_dir / "1001_DFA_ANG_XX.flv")][:15]
+    error = cv2.error("device lost") if fault == "raises" else np.zeros((4,), np.uint8)
+    camera = CameraSource(0, capture_factory=lambda i: ScriptedCapture(frames, error))
+    engine = Engine(AffectSession(tiny_model_path, intra_op_threads=1), None, camera,
+                    vad=EnergyVoiceDetector())
+    recorder = SessionRecorder(tmp_path / "s", {}, engine)
+    recorder.start()
+    engine.start()
+    if fault == "raises":
+        assert recorder.wait(8), "the recording did not stop by itself"
+        info = recorder.stop()
+        engine.stop()
+        assert info["status"] == layout.STOPPED
+        assert "camera 0 was lost" in recorder.error and "device lost" in recorder.error
+    else:
+        assert not recorder.wait(1.5)  # still recording after the garbage began
+        engine.stop()
+        info = recorder.stop()
+        assert info["status"] == layout.COMPLETE and recorder.error is None
+    rows = read_rows(tmp_path / "s" / layout.PREDICTIONS)
+    assert len(rows) >= 15
+    listed = read_rows(tmp_path / "s" / layout.FRAMES)
+    decoded = list(read_video_frames(tmp_path / "s" / layout.VIDEO))
+    assert 10 <= len(listed) <= 15 and len(decoded) == len(listed) + info["media"]["video"][
+        "placeholder_frame_at_0"]

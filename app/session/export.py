@@ -11,6 +11,14 @@ formats researchers' tools read.
 * ``carma`` -> DIR/carma.csv: ``second,valence,arousal`` (DARMA's x, y order), the model's
   predictions averaged over 1 s bins and scaled to -100..100; ``second`` is the end of
   the bin (1, 2, ...), only whole seconds. With self-ratings also DIR/carma_self.csv.
+
+Baseline: when session.json holds a ``baseline`` (``record --baseline N``), each export
+adds baseline-corrected values beside the raw ones, ``arousal_bc``/``valence_bc`` = raw
+minus the baseline's mean: the BIDS physio gets two more columns (after the raw ones, so
+the raw columns keep their positions; described in the sidecar with the baseline), the
+CARMA file ``valence_bc,arousal_bc`` (same -100..100 scale, not clipped: a corrected
+value can reach +-200), ELAN a second linked time series ``predictions_bc.csv``
+(time_s, arousal, valence, arousal_bc, valence_bc). Self-ratings are left as given.
 """
 from __future__ import annotations
 
@@ -48,6 +56,22 @@ class Session:
     def step_s(self) -> float:
         return 1.0 / self.info["rates"]["requested"]["predictions_hz"]
 
+    @property
+    def baseline(self) -> dict | None:
+        """session.json's baseline when it holds statistics, else None."""
+        baseline = self.info.get("baseline")
+        if not baseline or not baseline.get("steps") or not baseline.get("arousal"):
+            return None
+        return baseline
+
+    def corrected(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(arousal_bc, valence_bc) = raw minus the baseline mean; None without one."""
+        baseline = self.baseline
+        if baseline is None:
+            return None
+        return (self.arousal - float(baseline["arousal"]["mean"]),
+                self.valence - float(baseline["valence"]["mean"]))
+
 
 def load(folder: str | Path) -> Session:
     folder = Path(folder)
@@ -64,6 +88,9 @@ def load(folder: str | Path) -> Session:
 
 
 # -- ELAN ----------------------------------------------------------------------------------
+BC_SERIES = "predictions_bc.csv"
+
+
 def export_elan(session: Session, out: Path) -> Path:
     try:
         from pympi import Elan
@@ -76,6 +103,16 @@ def export_elan(session: Session, out: Path) -> Path:
             eaf.add_linked_file(str((folder / name).resolve()), relpath=name, mimetype=mime)
     eaf.add_secondary_linked_file(str((folder / layout.PREDICTIONS).resolve()),
                                   relpath=layout.PREDICTIONS, mimetype="text/plain")
+    corrected = session.corrected()
+    if corrected is not None:
+        series = out / BC_SERIES
+        with open(series, "w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(("time_s", "arousal", "valence", "arousal_bc", "valence_bc"))
+            for row in zip(session.time_s, session.arousal, session.valence, *corrected):
+                writer.writerow((f"{row[0]:.3f}", *(f"{v:.6f}" for v in row[1:])))
+        eaf.add_secondary_linked_file(str(series.resolve()), relpath=BC_SERIES,
+                                      mimetype="text/plain")
     ms = lambda seconds: int(round(seconds * 1000))  # noqa: E731
     end_s = float(session.time_s[-1] + session.step_s) if session.time_s.size else 0.0
     eaf.add_tier("events")
@@ -112,6 +149,7 @@ def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
 
 # -- BIDS physio ---------------------------------------------------------------------------
 PHYSIO_COLUMNS = ("arousal", "valence", "face_found", "face_score", "voice_active")
+BC_COLUMNS = ("arousal_bc", "valence_bc")
 
 
 def _label(value, fallback: str) -> str:
@@ -127,20 +165,23 @@ def export_bids(session: Session, out: Path) -> Path:
     stem = f"sub-{subject}" + (f"_ses-{visit}" if visit else "") + "_task-affect"
     steps = np.rint(session.time_s / session.step_s).astype(int)
     count = int(steps.max()) + 1 if steps.size else 0
-    grid = np.full((count, len(PHYSIO_COLUMNS)), np.nan)
+    corrected = session.corrected()
+    columns = PHYSIO_COLUMNS + (BC_COLUMNS if corrected is not None else ())
+    grid = np.full((count, len(columns)), np.nan)
     values = np.stack([session.arousal, session.valence, session.face_found,
-                       session.face_score, session.voice_active], axis=1).astype(float)
+                       session.face_score, session.voice_active, *(corrected or ())],
+                      axis=1).astype(float)
     grid[steps] = values
     physio = folder / f"{stem}_recording-affect_physio.tsv.gz"
     with gzip.open(physio, "wt", newline="") as handle:
         for row in grid:
             handle.write("\t".join("n/a" if math.isnan(v) else _number(v, name)
-                                   for v, name in zip(row, PHYSIO_COLUMNS)) + "\n")
+                                   for v, name in zip(row, columns)) + "\n")
     spec = session.info.get("model", {})
     sidecar = {
         "SamplingFrequency": 1.0 / session.step_s,
         "StartTime": 0.0,
-        "Columns": list(PHYSIO_COLUMNS),
+        "Columns": list(columns),
         "arousal": {"Description": "model-estimated arousal for the 40 ms window starting "
                                    "at this sample", "Units": "a.u. (-1..1)"},
         "valence": {"Description": "model-estimated valence", "Units": "a.u. (-1..1)"},
@@ -152,6 +193,16 @@ def export_bids(session: Session, out: Path) -> Path:
         "ModelName": spec.get("name"), "ModelSHA256": spec.get("sha256"),
         "RecordingStartUTC": (session.info.get("start") or {}).get("utc"),
     }
+    if corrected is not None:
+        baseline = session.baseline
+        span = (f"the neutral baseline {baseline['start_s']:g}-"
+                f"{baseline['start_s'] + baseline['duration_s']:g} s")
+        for name in ("arousal", "valence"):
+            mean = baseline[name]["mean"]
+            sidecar[f"{name}_bc"] = {
+                "Description": f"{name} minus its mean over {span} ({mean:+.6f})",
+                "Units": "a.u. (-2..2)"}
+        sidecar["Baseline"] = baseline
     (folder / f"{stem}_recording-affect_physio.json").write_text(json.dumps(sidecar, indent=1))
     events = folder / f"{stem}_events.tsv"
     with open(events, "w", newline="") as handle:
@@ -169,7 +220,8 @@ def _number(value: float, name: str) -> str:
 # -- CARMA / DARMA ---------------------------------------------------------------------------
 def export_carma(session: Session, out: Path) -> Path:
     path = out / "carma.csv"
-    _write_bins(path, session.time_s, session.valence, session.arousal, session.step_s)
+    _write_bins(path, session.time_s, session.valence, session.arousal, session.step_s,
+                session.corrected())
     if session.ratings:
         t = np.array([float(r["time_s"]) for r in session.ratings])
         _write_bins(out / "carma_self.csv", t,
@@ -179,22 +231,30 @@ def export_carma(session: Session, out: Path) -> Path:
 
 
 def _write_bins(path: Path, time_s: np.ndarray, valence: np.ndarray, arousal: np.ndarray,
-                step_s: float) -> None:
+                step_s: float, corrected: tuple[np.ndarray, np.ndarray] | None = None) -> None:
     end = float(time_s[-1] + step_s) if time_s.size else 0.0
     seconds = int(math.floor(end + 1e-9))
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(("second", "valence", "arousal"))
+        writer.writerow(("second", "valence", "arousal")
+                        + (("valence_bc", "arousal_bc") if corrected is not None else ()))
+        blank = ("", "") if corrected is None else ("", "", "", "")
         for second in range(1, seconds + 1):
             inside = (time_s >= second - 1 - 1e-9) & (time_s < second - 1e-9)
             if not inside.any():
-                writer.writerow((second, "", ""))
+                writer.writerow((second, *blank))
                 continue
-            writer.writerow((second, _scale(valence[inside]), _scale(arousal[inside])))
+            row = [second, _scale(valence[inside]), _scale(arousal[inside])]
+            if corrected is not None:
+                arousal_bc, valence_bc = corrected
+                row += [_scale(valence_bc[inside], clip=False),
+                        _scale(arousal_bc[inside], clip=False)]
+            writer.writerow(row)
 
 
-def _scale(values: np.ndarray) -> str:
-    return f"{float(np.clip(values.mean(), -1.0, 1.0)) * 100:.1f}"
+def _scale(values: np.ndarray, clip: bool = True) -> str:
+    mean = float(values.mean())
+    return f"{(float(np.clip(mean, -1.0, 1.0)) if clip else mean) * 100:.1f}"
 
 
 EXPORTERS = {"elan": export_elan, "bids": export_bids, "carma": export_carma}

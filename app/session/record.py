@@ -3,11 +3,18 @@
     affect-monitor record --out DIR [--camera N | --video FILE] [--mic N | --audio FILE]
                           [--seconds N] [--no-media] [--participant ID --session ID]
                           [--condition C] [--notes TEXT] [--model M] [--fast]
+                          [--baseline N] [--lsl]
 
 ``--video FILE`` takes the file's picture and, unless --mic/--audio is given, its sound;
 files play in real time like devices, or with ``--fast`` as fast as the model runs
 (nothing dropped). Without any source: camera 0 and the default microphone. Ctrl+C or
-SIGTERM stop the recording cleanly. Exit status: 0 complete, 1 stopped early by a fault
+SIGTERM stop the recording cleanly.
+
+``--baseline N``: the first N seconds are the neutral baseline (mean/std in
+session.json, a ``baseline`` event; the exports add baseline-corrected columns).
+``--lsl`` (needs the ``[lsl]`` extra): LSL outlets ``Affect`` (the predictions) and
+``Markers`` (every event logged), and other apps' ``Markers`` streams recorded into
+events.tsv. Exit status: 0 complete, 1 stopped early by a fault
 (the message says which; what was recorded is kept), 2 could not start.
 """
 from __future__ import annotations
@@ -54,9 +61,19 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--fast", action="store_true",
                         help="read files as fast as the model runs instead of in real time")
     parser.add_argument("--vad", choices=("silero", "energy"), default="silero")
+    parser.add_argument("--baseline", type=float, metavar="N",
+                        help="take the first N seconds as the neutral baseline (exports then "
+                             "add baseline-corrected arousal_bc/valence_bc)")
+    parser.add_argument("--lsl", action="store_true",
+                        help="Lab Streaming Layer: outlets 'Affect' and 'Markers', and record "
+                             "other apps' Markers streams (needs the [lsl] extra)")
     args = parser.parse_args(argv)
     if args.seconds is not None and args.seconds <= 0:
         parser.error("--seconds must be positive")
+    if args.baseline is not None and not args.baseline > 0:
+        parser.error("--baseline must be a positive number of seconds")
+    if args.baseline is not None and args.seconds is not None and args.baseline > args.seconds:
+        parser.error("--baseline is longer than --seconds")
     return args
 
 
@@ -89,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         say(f"no --model given and the default model ({DEFAULT_MODEL}) is not installed; "
             "pass --model FILE.onnx")
         return 2
+    if args.lsl:
+        from app.session.lsl import lsl_missing
+
+        missing = lsl_missing()
+        if missing:
+            say(f"--lsl: {missing}")
+            return 2
     try:
         session = AffectSession(args.model)
         audio, video = build_sources(args)
@@ -100,18 +124,35 @@ def main(argv: list[str] | None = None) -> int:
                 "condition": args.condition, "notes": args.notes,
                 "command": "affect-monitor record " + " ".join(argv or sys.argv[1:])}
     recorder = SessionRecorder(args.out, metadata, engine, store_media=not args.no_media,
-                               duration_s=args.seconds)
+                               duration_s=args.seconds, baseline_s=args.baseline,
+                               lsl=args.lsl)
     try:
         recorder.start()
     except RecorderError as error:
         say(str(error))
         return 2
+    affect = None
+    if args.lsl:
+        from app.session.lsl import AffectOutlet
+
+        try:
+            affect = AffectOutlet(engine)
+            affect.start()
+        except (RuntimeError, OSError) as error:
+            recorder.stop()
+            say(f"cannot open the LSL Affect outlet: {error}")
+            return 2
     try:
         engine.start()
     except SourceError as error:
         recorder.stop()
+        if affect is not None:
+            affect.stop()
         say(f"{error}; nothing was recorded")
         return 2
+    if args.baseline:
+        print(f"baseline: the first {args.baseline:g} s (keep the participant neutral)",
+              file=sys.stderr, flush=True)
     print(f"recording into {args.out} (Ctrl+C to stop)", file=sys.stderr, flush=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
@@ -123,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
     info = recorder.stop()
     engine.stop()
+    if affect is not None:
+        affect.stop()
     media = info["media"]
     parts = [f"{info['duration_s']:.2f} s", f"{info['counts']['predictions']} predictions"]
     if media["audio"]:
@@ -130,6 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     if media["video"]:
         parts.append(f"{media['video']['frames']} video frames")
     print(f"{info['status']}: " + ", ".join(parts) + f" in {args.out}", file=sys.stderr)
+    baseline = info.get("baseline")
+    if baseline:
+        print(f"baseline {baseline['start_s']:.1f}-{baseline['start_s'] + baseline['duration_s']:.1f}"
+              f" s: arousal {baseline['arousal']['mean']:+.3f} (sd {baseline['arousal']['std']:.3f}),"
+              f" valence {baseline['valence']['mean']:+.3f} (sd {baseline['valence']['std']:.3f})",
+              file=sys.stderr)
+    elif args.baseline:
+        say("no baseline was stored (the recording ended before any of it)")
     if recorder.error:
         say(recorder.error)
         return 1

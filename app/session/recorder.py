@@ -5,6 +5,7 @@ folder (``app.session.layout``), on its own thread.
     recorder.start()                      # before or after engine.start()
     recorder.add_event(t, "stimulus", "film 3")   # t on the engine's clock (Prediction.t)
     recorder.add_rating(t, arousal, valence)      # -1..1
+    recorder.record_baseline(60.0)        # the next minute is the neutral baseline
     recorder.stop()                       # -> the final session.json as a dict
 
 Times handed in are on the engine's clock, the ``t`` of ``Prediction`` (what the GUI
@@ -16,7 +17,26 @@ except the recorder's thread, which writes everything and hands it to the OS eve
 
 A full disk, a folder that stops being writable, or (``stop_on_device_loss``) a camera
 or microphone lost mid-session stop the recording with a message in ``error`` and on
-``messages``; everything written until then stays readable.
+``messages``; everything written until then stays readable. A device counts as lost on
+the sources' own state, not on the wording of their messages: the engine replaced the
+microphone by silence (``engine.audio`` is no longer the source it started with), or a
+live source's thread ended (``Source.ended``) while the engine went on stepping (an
+engine being stopped ends its sources too, but takes no step after that). The source's
+last fault message says why.
+
+Baseline: ``baseline_s=N`` (``affect-monitor record --baseline N``) takes the first N
+seconds as the neutral baseline; ``record_baseline(seconds, onset_s)`` takes any span
+(a later call replaces an earlier baseline; both stay in events.tsv). Once the span is
+recorded, session.json gets ``baseline`` (start, duration, steps, mean and population
+std of arousal and valence, face/voice fractions) and events.tsv a ``baseline`` row
+spanning it; the exports add ``arousal_bc``/``valence_bc`` = raw - baseline mean. A
+recording that ends inside the span stores what it has (``complete: false``).
+
+LSL (``lsl=True``, needs mne-lsl; ``RecorderError`` saying what to install otherwise):
+every row written to events.tsv is also pushed on an LSL ``Markers`` outlet, and the
+markers of other LSL apps' ``Markers`` streams are written to events.tsv
+(trial_type = marker, value = ``lsl:<stream>``) at their LSL timestamp converted to the
+session clock (see ``app.session.lsl`` for the conversion).
 """
 from __future__ import annotations
 
@@ -26,6 +46,8 @@ import math
 import platform
 import threading
 import time
+from array import array
+from bisect import bisect_left
 from collections import deque
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -36,7 +58,8 @@ import numpy as np
 from app.analyze import sha256_of, software_version
 from app.pipeline import Engine, EngineEvent, Prediction, Subscription
 from app.session import layout
-from app.session.tables import RowWriter, rewrite_table
+from app.session.lsl import clean, marker_text
+from app.session.tables import RowWriter, rewrite_table, tidy_ratings
 from app.session.taps import EngineTap
 from app.session.video import VideoWriter
 from app.session.wav import WavWriter
@@ -46,8 +69,6 @@ log = logging.getLogger(__name__)
 JSON_EVERY_S = 5.0  # session.json (counters) is rewritten this often while recording
 SYNC_EVERY_S = 10.0  # fsync: survive a power cut, not only a crash, losing <= this
 _ENGINE_SOURCES = ("model", "engine")
-_LOSS_WORDS = ("stopped", "failed", "continuing without", "continuing with silence",
-               "unplugged")
 
 
 class RecorderError(RuntimeError):
@@ -57,7 +78,11 @@ class RecorderError(RuntimeError):
 class SessionRecorder:
     def __init__(self, out_dir: str | Path, metadata: dict, engine: Engine, *,
                  store_media: bool = True, duration_s: float | None = None,
-                 stop_on_device_loss: bool = True, video_fps: float | None = None) -> None:
+                 stop_on_device_loss: bool = True, video_fps: float | None = None,
+                 baseline_s: float | None = None, lsl: bool = False,
+                 lsl_markers_name: str = "Markers") -> None:
+        if baseline_s is not None and not (baseline_s > 0 and math.isfinite(baseline_s)):
+            raise ValueError(f"baseline_s must be a positive number of seconds, got {baseline_s}")
         self.out_dir = Path(out_dir)
         self.metadata = dict(metadata)
         self.engine = engine
@@ -90,12 +115,40 @@ class SessionRecorder:
         self._placeholder = False
         self.predictions_written = 0
         self._reached_limit = False
+        self.baseline_s = baseline_s
+        self.baseline: dict | None = None  # the last baseline recorded (session.json's)
+        self._baseline_span: tuple[float, float] | None = None  # pending, folder seconds
+        # Every written prediction, for baselines over any span (24 bytes a step).
+        self._times, self._arousal, self._valence = array("d"), array("d"), array("d")
+        self._face, self._voice = array("b"), array("b")
+        self._last_end_s = 0.0  # end of the last window written (folder seconds)
+        # Device loss from the sources' state (see the module docstring).
+        self._audio0 = engine.audio
+        self._video0 = engine.video
+        self._last_fault: dict[str, tuple[float, str]] = {}  # source -> (onset, message)
+        self._ended_at_step: dict[str, int] = {}  # live source seen ended -> engine steps
+        self.lsl = lsl
+        self.lsl_markers_name = lsl_markers_name
+        self.marker_outlet = None  # app.session.lsl.MarkerOutlet while recording with lsl
+        self.marker_inlet = None  # app.session.lsl.MarkerInlet
+        self._unplaced: list[tuple] = []  # LSL markers waiting for the clock's origin
+        self._ratings_merged = 0
+        self._markers_pushed = 0
+        self._lsl_streams: list[str] = []
 
     # -- the interface the GUI and `affect-monitor record` use -------------------------------
     def start(self) -> None:
         if self._thread is not None:
             raise RecorderError("a SessionRecorder records once; make a new one")
+        if self.lsl:
+            from app.session.lsl import lsl_missing
+
+            missing = lsl_missing()
+            if missing:
+                raise RecorderError(f"cannot record with LSL: {missing}")
         self._open_folder()
+        if self.lsl:
+            self._open_lsl()
         self._stats0 = self.engine.stats()
         self._model_sha = sha256_of(self.engine.session.path)
         self._started_wall = time.monotonic()
@@ -106,6 +159,9 @@ class SessionRecorder:
             self._t0_sample = -(-self.engine.ring.written // window) * window
         self._next_sample = self._t0_sample
         self._predictions = self.engine.subscribe(maxsize=1500)  # a minute of slack
+        self._audio0, self._video0 = self.engine.audio, self.engine.video
+        if self.baseline_s is not None:
+            self._user.append(("baseline", self._t0_sample / self.rate, self.baseline_s))
         self._write_session_json()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
@@ -123,6 +179,31 @@ class SessionRecorder:
             raise ValueError(f"ratings are -1..1; got arousal {arousal}, valence {valence}")
         t = self.now() if t_s is None else float(t_s)
         self._user.append(("rating", t, arousal, valence))
+
+    def record_baseline(self, seconds: float, onset_s: float | None = None) -> None:
+        """Take ``seconds`` from ``onset_s`` (engine clock; None: now) as the neutral
+        baseline; stored (session.json, events.tsv) once that span has been recorded."""
+        seconds = float(seconds)
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise ValueError(f"a baseline lasts a positive number of seconds, got {seconds}")
+        onset = self.now() if onset_s is None else float(onset_s)
+        self._user.append(("baseline", onset, seconds))
+
+    def add_event_at_monotonic(self, monotonic_s: float, label: str, value: str = "",
+                               duration: float = 0.0) -> None:
+        """A marker at ``monotonic_s`` (``time.monotonic()`` of this process) ->
+        events.tsv; placed on the session clock once its origin is known."""
+        self._user.append(("mono_event", float(monotonic_s), float(duration), str(label),
+                           str(value)))
+
+    @property
+    def origin_monotonic(self) -> float | None:
+        """``time.monotonic()`` at the folder's 0.0 s (audio.wav sample 0); None until
+        the sources have started (a microphone anchors its clock on its first block)."""
+        engine = self.engine
+        if engine.clock is None or (engine.audio.live and engine.ring.written <= self._t0_sample):
+            return None
+        return engine.clock.start + engine.audio.offset_s + self._t0_sample / self.rate
 
     def stop(self, timeout: float = 30.0) -> dict:
         """Write what is queued, close every file, return the final session.json."""
@@ -176,6 +257,35 @@ class SessionRecorder:
             self._close_quietly()
             raise RecorderError(f"cannot record into {out}: {_describe(error)}") from None
 
+    def _open_lsl(self) -> None:
+        from app.session.lsl import LslUnavailable, MarkerInlet, MarkerOutlet
+
+        try:
+            self.marker_outlet = MarkerOutlet(self.lsl_markers_name,
+                                              f"affect-monitor-markers-{id(self):x}")
+            self.marker_inlet = MarkerInlet(self._lsl_marker,
+                                            exclude=(self.marker_outlet.source_id,))
+            self.marker_inlet.start()
+        except (LslUnavailable, RuntimeError, OSError) as error:
+            self._close_lsl(drain=False)
+            self._close_quietly()
+            raise RecorderError(f"cannot open the LSL streams: {error}") from None
+
+    def _lsl_marker(self, monotonic_s: float, text: str, stream: str) -> None:
+        self.add_event_at_monotonic(monotonic_s, text, f"lsl:{stream}")
+
+    def _close_lsl(self, drain: bool = True) -> None:
+        inlet, outlet = self.marker_inlet, self.marker_outlet
+        if inlet is not None:
+            inlet.stop()
+            self._lsl_streams = inlet.streams_seen
+            if drain:
+                self._user_entries()  # markers that came while the inlet stopped
+        if outlet is not None:
+            self._markers_pushed = outlet.pushed
+            outlet.close()
+        self.marker_inlet = self.marker_outlet = None
+
     # -- the recorder thread -------------------------------------------------------------
     def _run(self) -> None:
         last_flush = last_json = last_sync = time.monotonic()
@@ -184,6 +294,7 @@ class SessionRecorder:
                 first = self._predictions.get(timeout=0.05)
                 batch = ([first] if first is not None else []) + self._predictions.drain()
                 self._write_batch(batch)
+                self._check_devices()
                 now = time.monotonic()
                 if now - last_flush >= layout.FLUSH_S:
                     self._flush(sync=now - last_sync >= SYNC_EVERY_S)
@@ -200,6 +311,7 @@ class SessionRecorder:
                     break  # the engine finished (end of the files) or was stopped
             self._tap.detach()  # sources no longer wait for us; take what is left
             self._write_batch(self._predictions.drain())
+            self._close_lsl()
             self._finish()
         except (OSError, av.FFmpegError) as error:
             self._fail(error)
@@ -221,14 +333,29 @@ class SessionRecorder:
             writer.write(layout.prediction_row(time_s, p.arousal, p.valence, p.face_found,
                                                p.face_score, p.voice_active, p.latency_ms))
             self.predictions_written += 1
+            self._times.append(time_s)
+            self._arousal.append(p.arousal)
+            self._valence.append(p.valence)
+            self._face.append(bool(p.face_found))
+            self._voice.append(bool(p.voice_active))
+            self._last_end_s = max(self._last_end_s, time_s + self.step_s)
         if self.store_media:
             self._write_audio(self._tap.audio())
             self._pending_frames += self._tap.frames()
             self._write_frames()
         for event in self._tap.events():
             self._engine_event(event)
+        self._user_entries()
+        self._check_baseline()
+
+    def _user_entries(self) -> None:
         while self._user:
             self._user_entry(self._user.popleft())
+        origin = self.origin_monotonic
+        if self._unplaced and origin is not None:
+            waiting, self._unplaced = self._unplaced, []
+            for monotonic_s, duration, label, value in waiting:
+                self._log_event(monotonic_s - origin, duration, label, value, push=False)
 
     def _write_audio(self, chunks: list[tuple[int, np.ndarray]]) -> None:
         end = (None if self.duration_s is None
@@ -288,22 +415,109 @@ class SessionRecorder:
         onset = max(0.0, event.t - origin)
         text = f"{event.source}: {event.message}"
         self._faults.append(f"{onset:.2f} s {text}")
-        self._tables[layout.EVENTS].write((f"{onset:.3f}", "0", "fault", text))
-        lost = event.source != "pipeline" and any(w in event.message for w in _LOSS_WORDS)
-        if lost and self.stop_on_device_loss and self._stop_reason is None:
-            self._stop_reason = f"{text}; recording stopped at {onset:.1f} s"
-            self._say(self._stop_reason)
+        self._last_fault[event.source] = (onset, event.message)
+        self._log_event(onset, 0.0, "fault", text)
+
+    def _check_devices(self) -> None:
+        """Stop when a live device is gone (see the module docstring): structured state,
+        not the wording of the fault messages."""
+        if not self.stop_on_device_loss or self._stop_reason is not None:
+            return
+        engine, lost = self.engine, None
+        audio, video = self._audio0, self._video0
+        if audio is not None and audio.live and engine.audio is not audio:
+            lost = audio  # the engine put silence in the microphone's place
+        elif video is not None and video.live and video.ended:
+            steps = engine.stats().steps
+            seen = self._ended_at_step.setdefault(video.name, steps)
+            if steps > seen:  # ... and the engine stepped on after the camera ended
+                lost = video
+        if lost is None:
+            return
+        onset, why = self._last_fault.get(lost.name, (self._last_end_s, "no longer delivers"))
+        self._stop_reason = (f"{lost.name} was lost at {onset:.1f} s ({why}); recording "
+                             f"stopped at {self._last_end_s:.1f} s")
+        self._say(self._stop_reason)
 
     def _user_entry(self, entry: tuple) -> None:
         t0 = self._t0_sample / self.rate
-        if entry[0] == "event":
+        kind = entry[0]
+        if kind == "event":
             _, onset, duration, label, value = entry
-            self._tables[layout.EVENTS].write((f"{max(0.0, onset - t0):.3f}", f"{duration:g}",
-                                               label, value))
+            self._log_event(max(0.0, onset - t0), duration, label, value)
+        elif kind == "mono_event":  # an LSL marker: not pushed back to LSL
+            _, monotonic_s, duration, label, value = entry
+            origin = self.origin_monotonic
+            if origin is None:
+                self._unplaced.append((monotonic_s, duration, label, value))
+            else:
+                self._log_event(monotonic_s - origin, duration, label, value, push=False)
+        elif kind == "baseline":
+            _, onset, seconds = entry
+            start = max(0.0, onset - t0)
+            self._baseline_span = (start, start + seconds)
         else:
             _, t, arousal, valence = entry
             self._tables[layout.RATINGS].write((f"{t - t0:.3f}", f"{arousal:.4f}",
                                                 f"{valence:.4f}"))
+
+    def _log_event(self, onset: float, duration: float, trial_type: str, value: str = "",
+                   push: bool = True) -> None:
+        """One events.tsv row (onset in folder seconds, clamped at 0), also pushed on the
+        LSL Markers outlet stamped at its onset."""
+        onset = max(0.0, onset)
+        trial_type, value = clean(trial_type), clean(value)
+        self._tables[layout.EVENTS].write((f"{onset:.3f}", f"{duration:g}", trial_type, value))
+        outlet = self.marker_outlet
+        if push and outlet is not None:
+            origin = self.origin_monotonic
+            try:
+                outlet.push(marker_text(trial_type, value),
+                            None if origin is None else origin + onset)
+            except Exception as error:  # noqa: BLE001 - LSL must never stop a recording
+                log.warning("pushing an LSL marker failed: %s", error)
+
+    # -- baseline --------------------------------------------------------------------------
+    def _check_baseline(self, final: bool = False) -> None:
+        span = self._baseline_span
+        if span is None or not (final or self._last_end_s >= span[1] - 1e-6):
+            return
+        self._baseline_span = None
+        start, end = span
+        times = self._times
+        first = bisect_left(times, start - 1e-6)
+        last = bisect_left(times, end - self.step_s + 1e-6)  # windows wholly inside
+        steps = max(0, last - first)
+        baseline = {"start_s": round(start, 3), "requested_s": round(end - start, 3),
+                    "duration_s": round(steps * self.step_s, 3), "steps": steps,
+                    "complete": self._last_end_s >= end - 1e-6,
+                    "statistics": "mean and population std (ddof 0) of the model's "
+                                  "40 ms predictions wholly inside the span"}
+        if steps == 0:
+            baseline.update(complete=False, arousal=None, valence=None)
+            self._say_note(f"no prediction fell inside the baseline {start:.1f}-{end:.1f} s; "
+                           "no baseline stored")
+            return
+        arousal = np.frombuffer(self._arousal, np.float64)[first:last]
+        valence = np.frombuffer(self._valence, np.float64)[first:last]
+        baseline.update(
+            arousal={"mean": round(float(arousal.mean()), 6), "std": round(float(arousal.std()), 6)},
+            valence={"mean": round(float(valence.mean()), 6), "std": round(float(valence.std()), 6)},
+            face_found_fraction=round(float(np.frombuffer(self._face, np.int8)[first:last].mean()), 4),
+            voice_active_fraction=round(float(np.frombuffer(self._voice, np.int8)[first:last]
+                                              .mean()), 4))
+        self.baseline = baseline
+        self._log_event(start, baseline["duration_s"], "baseline",
+                        f"arousal mean {baseline['arousal']['mean']:+.4f} sd "
+                        f"{baseline['arousal']['std']:.4f}; valence mean "
+                        f"{baseline['valence']['mean']:+.4f} sd {baseline['valence']['std']:.4f}")
+        if not final:
+            self._flush()
+            self._write_session_json()  # stored now: a crash later keeps it
+
+    def _say_note(self, message: str) -> None:
+        log.warning("%s", message)
+        self.messages.put(message)
 
     def _flush(self, sync: bool = False) -> None:
         for table in self._tables.values():
@@ -317,13 +531,22 @@ class SessionRecorder:
             self._status = layout.STOPPED
         else:
             self._status = layout.COMPLETE
+        for monotonic_s, duration, label, value in self._unplaced:  # the sources never began
+            self._log_event(0.0, duration, label, value, push=False)
+        self._unplaced = []
+        self._check_baseline(final=True)
         self._close()
         self._sort_events()
+        self._ratings_merged = tidy_ratings(self.out_dir / layout.RATINGS)
         self._write_session_json()
         self.messages.close()
 
     def _fail(self, error: BaseException) -> None:
         self._tap.detach()
+        try:
+            self._close_lsl(drain=False)
+        except Exception:  # noqa: BLE001 - the disk error is what must be reported
+            log.exception("closing LSL failed")
         message = (f"recording stopped at {self.recorded_s:.1f} s: {_describe(error)}; "
                    f"everything until then is saved in {self.out_dir}")
         self.error = message
@@ -432,6 +655,15 @@ class SessionRecorder:
                           "file": layout.VIDEO, "codec": "h264", "frames": frames,
                           "width": self._video.width, "height": self._video.height,
                           "placeholder_frame_at_0": self._placeholder}},
+            "baseline": self.baseline,
+            "lsl": None if not self.lsl else {
+                "markers_outlet": self.lsl_markers_name,
+                "markers_pushed": (self.marker_outlet.pushed if self.marker_outlet
+                                   else self._markers_pushed),
+                "marker_streams_recorded": (self.marker_inlet.streams_seen if self.marker_inlet
+                                            else self._lsl_streams),
+                "onset_conversion": "onset = LSL timestamp + inlet time_correction + "
+                                    "(time.monotonic - lsl local_clock) - start.monotonic_s"},
             "counts": {"predictions": self.predictions_written,
                        "ratings": self._tables[layout.RATINGS].rows if self._tables else 0,
                        "events": self._tables[layout.EVENTS].rows if self._tables else 0},
@@ -444,6 +676,7 @@ class SessionRecorder:
                 "frames_dropped": self._tap.frames_lost,
                 "frames_before_start": self._frames_before_start,
                 "frames_out_of_order": self._frames_unordered,
+                "ratings_merged_same_time": self._ratings_merged,
                 "audio_samples_dropped": self._tap.audio_lost,
                 "audio_samples_filled_with_silence": self._audio_gap,
                 "faults": list(self._faults)},

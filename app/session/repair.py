@@ -2,6 +2,8 @@
 
 What a killed recorder can leave, and what is done about it:
 * a torn last row in a CSV/TSV -> dropped;  events out of order -> sorted;
+* ratings.csv out of order or with two ratings at one time -> sorted, the last kept
+  (a label track for training needs strictly increasing times);
 * audio.wav whose header counts up to the last flush -> counts every whole sample;
 * video.mp4 ending in a torn fragment -> rewritten from its whole packets (when that
   decodes); frames.csv rows for frames the video lost -> dropped;
@@ -18,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from app.session import layout
-from app.session.tables import rewrite_table
+from app.session.tables import rewrite_table, tidy_ratings
 from app.session.video import count_frames, salvage_video
 from app.session.wav import repair_wav
 
@@ -53,6 +55,12 @@ def repair(folder: str | Path, force: bool = False) -> list[str]:
         if raw and not raw.endswith(b"\n"):
             _rewrite(path, columns, rows[name], delimiter)
             fixes.append(f"{name}: dropped a torn last row ({len(rows[name])} rows kept)")
+    if (folder / layout.RATINGS).exists():
+        merged = tidy_ratings(folder / layout.RATINGS)
+        rows[layout.RATINGS] = layout.read_table(folder / layout.RATINGS)
+        if merged:
+            fixes.append(f"{layout.RATINGS}: sorted by time, {merged} rating(s) at an "
+                         "already rated time merged (the last one kept)")
     events = rows.get(layout.EVENTS, [])
     ordered = sorted(events, key=lambda r: float(r["onset"]))
     if ordered != events:

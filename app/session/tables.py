@@ -49,3 +49,24 @@ def rewrite_table(path: Path, columns: Sequence[str], rows: Iterable[Sequence],
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def tidy_ratings(path: Path) -> int:
+    """Sort ratings.csv by time and keep one rating per time (the last given), so that it
+    reads as a label track (times strictly increasing, what training needs). Ratings
+    given within the same millisecond collide once written with 3 decimals. Returns how
+    many rows were merged away; the file is rewritten only when something changed."""
+    from app.session import layout
+
+    rows = layout.read_table(path)
+    if not rows:
+        return 0
+    keyed = sorted(enumerate(rows), key=lambda item: (float(item[1]["time_s"]), item[0]))
+    kept: dict[float, dict] = {}
+    for _, row in keyed:
+        kept[float(row["time_s"])] = row  # a later rating at the same time wins
+    tidy = list(kept.values())
+    if tidy != rows:
+        rewrite_table(path, layout.RATING_COLUMNS,
+                      ([r[c] for c in layout.RATING_COLUMNS] for r in tidy))
+    return len(rows) - len(tidy)
