@@ -364,7 +364,22 @@ class MainWindow(QMainWindow):
         self.curves.redraw(now)
         self.circumplex.redraw()
         if self.recording is not None:
+            self._check_recording()
+
+    def _check_recording(self) -> None:
+        """Show the recorder's messages; when it stopped by itself (device lost, disk
+        full), finish the session and say why, keeping what was written."""
+        recorder = self.recording.recorder
+        for message in recorder.messages.drain():
+            self.status.message(f"recording: {message}", 10_000)
+        if recorder.running:
             self.status.set_recording(self.recording.elapsed_s)
+            return
+        reason = recorder.error
+        self.stop_recording()
+        if reason:
+            self.show_error("Recording stopped", f"{reason}\n\nEverything recorded until "
+                            "then is saved and readable.")
 
     def _drain(self, live: LiveEngine) -> bool:
         poll = live.poll()
