@@ -73,6 +73,27 @@ def write_onnx_with_spec(source: Path, out: Path, spec: ModelSpec) -> None:
     onnx.save(graph, str(out))
 
 
+def real_clip_means(analysis: Path | None) -> dict:
+    """{clip: {"arousal_mean", "valence_mean", "face_share"}} from `affect-monitor analyze`."""
+    if analysis is None:
+        return {}
+    clips = {}
+    for summary in sorted(analysis.glob("*/summary.json")):
+        raw = json.loads(summary.read_text())
+        clips[summary.parent.name] = {key: raw[key] for key in
+                                      ("arousal_mean", "valence_mean", "face_share")}
+    return clips
+
+
+def clips_table(clips: dict) -> str:
+    if not clips:
+        return "(not measured)"
+    rows = ["| clip | mean arousal | mean valence | steps with a face |", "|---|---|---|---|"]
+    rows += [f"| {name} | {c['arousal_mean']:.3f} | {c['valence_mean']:.3f} | "
+             f"{100 * c['face_share']:.0f}% |" for name, c in clips.items()]
+    return "\n".join(rows)
+
+
 def metrics_table(metrics: dict) -> str:
     rows = ["| evaluation | n | arousal CCC | valence CCC | arousal PCC / RMSE | "
             "valence PCC / RMSE |", "|---|---|---|---|---|---|"]
@@ -95,12 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--evals", type=Path, required=True)
     parser.add_argument("--time", type=Path, help="file with the recipe's training time line")
+    parser.add_argument("--clips", type=Path,
+                        help="`affect-monitor analyze` output on the CREMA-D sample clips")
     parser.add_argument("--template", type=Path,
                         default=Path(__file__).with_name("model_card_template.md"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     metrics = collect_metrics(args.evals)
-    spec = replace(read_spec(args.model), metrics=metrics, training_data=TRAINING_DATA,
+    clips = real_clip_means(args.clips)
+    spec = replace(read_spec(args.model), metrics={**metrics, "cremad-sample": clips}, training_data=TRAINING_DATA,
                    licence=LICENCE,
                    description="Tzirakis et al. (2017) architecture, 'small' preset; see "
                                f"{args.out.with_suffix('.md').name}")
@@ -111,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         face_channels=spec.face.channels, face_margin=spec.face.margin,
         state=f"{spec.lstm_layers} x {spec.lstm_hidden}", metrics_table=metrics_table(metrics),
         eval_commands=commands(metrics), training_time=training_time,
+        clips_table=clips_table(clips),
         machine=f"{platform.machine()}, {platform.processor() or 'CPU'}",
         size_mb=f"{args.out.stat().st_size / 1e6:.1f}", licence=LICENCE)
     args.out.with_suffix(".md").write_text(card)

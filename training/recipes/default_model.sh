@@ -8,7 +8,8 @@
 #   3. fused  everything on synthetic multimodal sequences (FER2013Train faces x
 #             RAVDESS actors 1-16 voices) at the paper's learning rate 1e-4
 # Validation and evaluation use only held-out identities: FER2013Valid and RAVDESS
-# actors 17-20. Writes RUN_DIR/default.onnx and RUN_DIR/eval/*/metrics.json.
+# actors 17-20. Writes RUN_DIR/default.onnx, RUN_DIR/eval/*/metrics.json, and ships the
+# model as models/default.onnx with its card models/default.md (training/model_card.py).
 set -euo pipefail
 data=${1:-../shared/data}
 run=${2:-runs/default}
@@ -36,3 +37,5 @@ eval=("$python" -m training.evaluate --model "$run/default.onnx")
 "${eval[@]}" --dataset "synthetic:$data" --split valid --out "$run/eval/synthetic-fused"
 "${eval[@]}" --dataset "synthetic:$data" --split valid --mask-voice --out "$run/eval/synthetic-face"
 "${eval[@]}" --dataset "synthetic:$data" --split valid --mask-face --out "$run/eval/synthetic-voice"
+"$python" -m app.cli analyze "$data"/cremad-sample/*.flv --out "$run/eval/cremad" --model "$run/default.onnx" --no-progress
+"$python" -m training.model_card --model "$run/default.onnx" --evals "$run/eval" --time "$run/time.txt" --clips "$run/eval/cremad" --out models/default.onnx
