@@ -31,7 +31,7 @@ def test_loads_through_the_runtime_with_a_complete_spec(session):
 @pytest.mark.parametrize("name", list(EVALUATIONS))
 def test_card_metrics_match_a_fresh_evaluation(name, session, tmp_path):
     """What the card and the spec claim is what affect-eval measures today (within 0.01)."""
-    from tests.conftest import data_path
+    from conftest import data_path
     from training.evaluate import evaluate_model
 
     data = data_path()
@@ -51,7 +51,7 @@ def test_card_metrics_match_a_fresh_evaluation(name, session, tmp_path):
 
 
 def test_happy_faces_get_higher_valence_than_sad_and_angry_ones(session, tmp_path):
-    from tests.conftest import data_path
+    from conftest import data_path
     from training.data.labels import FERPLUS_EMOTIONS
     from training.evaluate import load_eval_set, score
 
@@ -67,7 +67,7 @@ def test_happy_faces_get_higher_valence_than_sad_and_angry_ones(session, tmp_pat
 
 
 def test_angry_strong_voices_get_higher_arousal_than_calm_and_neutral(session):
-    from tests.conftest import data_path
+    from conftest import data_path
     from training.data.ravdess import load_ravdess, split_actors
     from training.evaluate import load_eval_set, score
 
