@@ -34,6 +34,7 @@ from app.gui.rating_slider import rated_dimensions
 from app.gui.video_view import VideoView
 from app.session import layout
 from app.session.layout import SessionFormatError
+from app.session.reader import read_session
 from models.media import to_rgb
 
 log = logging.getLogger(__name__)
@@ -98,44 +99,17 @@ class ReviewData:
         return max(0, int(np.searchsorted(self.time_s, t + 1e-6, side="right")) - 1)
 
 
-def _column(rows: list[dict], name: str, path: Path) -> np.ndarray:
-    try:
-        return np.array([float(row[name]) for row in rows], np.float64)
-    except (KeyError, TypeError, ValueError) as error:
-        raise SessionFormatError(f"{path}: column {name!r} is missing or not numeric "
-                                 f"({error})") from None
-
-
 def load_session(folder: str | Path) -> ReviewData:
     """Read a session folder; SessionFormatError with a message when it is not one."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SessionFormatError(f"{folder}: not a folder")
-    info = layout.read_session_json(folder)
-    try:
-        path = folder / layout.PREDICTIONS
-        rows = layout.read_table(path)
-        time_s = _column(rows, "time_s", path)
-        arousal, valence = _column(rows, "arousal", path), _column(rows, "valence", path)
-        face = _column(rows, "face_found", path) > 0 if rows else np.zeros(0, bool)
-        path = folder / layout.RATINGS
-        rows = layout.read_table(path)
-        rating_t = _column(rows, "time_s", path)
-        rating_a, rating_v = _column(rows, "arousal", path), _column(rows, "valence", path)
-        path = folder / layout.EVENTS
-        markers = []
-        for row in layout.read_table(path, "\t"):
-            try:
-                onset = float(row["onset"])
-            except (KeyError, TypeError, ValueError):
-                raise SessionFormatError(f"{path}: an onset is missing or not numeric") from None
-            markers.append(Marker(onset, row.get("trial_type") or "", row.get("value") or ""))
-    except OSError as error:
-        raise SessionFormatError(f"{folder}: cannot be read ({error})") from None
-    markers.sort(key=lambda m: m.time_s)
-    data = ReviewData(folder, info, time_s, arousal, valence, face, rating_t, rating_a,
-                      rating_v, rated_dimensions(info), markers)
+    recorded = read_session(folder)
+    markers = [Marker(float(row["onset"]), row.get("trial_type") or "", row.get("value") or "")
+               for row in recorded.events]
+    data = ReviewData(recorded.folder, recorded.info, recorded.time_s, recorded.arousal,
+                      recorded.valence, recorded.face_found, recorded.rating_time_s,
+                      recorded.rating_arousal, recorded.rating_valence,
+                      rated_dimensions(recorded.info), markers)
     _attach_video(data)
+    info, time_s, rating_t = recorded.info, recorded.time_s, recorded.rating_time_s
     ends = [float(info.get("duration_s") or 0.0)]
     step = 0.04
     ends += [time_s[-1] + step] if len(time_s) else []

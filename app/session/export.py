@@ -29,62 +29,14 @@ import json
 import math
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from app.session import layout
+from app.session.reader import RecordedSession as Session, read_session
 
 FORMATS = ("elan", "bids", "carma")
-
-
-@dataclass(frozen=True)
-class Session:
-    folder: Path
-    info: dict
-    time_s: np.ndarray
-    arousal: np.ndarray
-    valence: np.ndarray
-    face_found: np.ndarray
-    face_score: np.ndarray
-    voice_active: np.ndarray
-    ratings: list[dict]
-    events: list[dict]
-
-    @property
-    def step_s(self) -> float:
-        return 1.0 / self.info["rates"]["requested"]["predictions_hz"]
-
-    @property
-    def baseline(self) -> dict | None:
-        """session.json's baseline when it holds statistics, else None."""
-        baseline = self.info.get("baseline")
-        if not baseline or not baseline.get("steps") or not baseline.get("arousal"):
-            return None
-        return baseline
-
-    def corrected(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(arousal_bc, valence_bc) = raw minus the baseline mean; None without one."""
-        baseline = self.baseline
-        if baseline is None:
-            return None
-        return (self.arousal - float(baseline["arousal"]["mean"]),
-                self.valence - float(baseline["valence"]["mean"]))
-
-
-def load(folder: str | Path) -> Session:
-    folder = Path(folder)
-    info = layout.read_session_json(folder)
-    rows = layout.read_table(folder / layout.PREDICTIONS)
-
-    def column(name: str, kind=float) -> np.ndarray:
-        return np.array([kind(float(r[name])) for r in rows])
-
-    return Session(folder, info, column("time_s"), column("arousal"), column("valence"),
-                   column("face_found", bool), column("face_score"),
-                   column("voice_active", bool), layout.read_table(folder / layout.RATINGS),
-                   layout.read_table(folder / layout.EVENTS, "\t"))
 
 
 # -- ELAN ----------------------------------------------------------------------------------
@@ -122,13 +74,13 @@ def export_elan(session: Session, out: Path) -> Path:
         text = event["trial_type"] + (f": {event['value']}" if event["value"] else "")
         eaf.add_annotation("events", ms(onset), ms(onset + max(duration, session.step_s)), text)
     eaf.add_tier("self-rating")
-    times = [float(r["time_s"]) for r in session.ratings]
-    for index, rating in enumerate(session.ratings):
+    times = session.rating_time_s
+    for index, (arousal, valence) in enumerate(zip(session.rating_arousal,
+                                                   session.rating_valence)):
         until = times[index + 1] if index + 1 < len(times) else times[index] + session.step_s
         if ms(until) > ms(times[index]):
             eaf.add_annotation("self-rating", ms(times[index]), ms(until),
-                               f"arousal {float(rating['arousal']):+.2f}, "
-                               f"valence {float(rating['valence']):+.2f}")
+                               f"arousal {arousal:+.2f}, valence {valence:+.2f}")
     for tier, flags in (("voice", session.voice_active), ("face", session.face_found)):
         eaf.add_tier(tier)
         for begin, end in _runs(flags):
@@ -222,11 +174,9 @@ def export_carma(session: Session, out: Path) -> Path:
     path = out / "carma.csv"
     _write_bins(path, session.time_s, session.valence, session.arousal, session.step_s,
                 session.corrected())
-    if session.ratings:
-        t = np.array([float(r["time_s"]) for r in session.ratings])
-        _write_bins(out / "carma_self.csv", t,
-                    np.array([float(r["valence"]) for r in session.ratings]),
-                    np.array([float(r["arousal"]) for r in session.ratings]), 0.0)
+    if session.rating_time_s.size:
+        _write_bins(out / "carma_self.csv", session.rating_time_s, session.rating_valence,
+                    session.rating_arousal, 0.0)
     return path
 
 
@@ -261,7 +211,7 @@ EXPORTERS = {"elan": export_elan, "bids": export_bids, "carma": export_carma}
 
 
 def export(folder: str | Path, to: str, out: str | Path | None = None) -> Path:
-    session = load(folder)
+    session = read_session(folder)
     out = Path(out) if out is not None else Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     return EXPORTERS[to](session, out)
