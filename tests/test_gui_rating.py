@@ -33,3 +33,17 @@ def test_position_is_clipped_to_the_circumplex_and_stop_ends_sampling():
     assert (sampler.valence, sampler.arousal) == (1.0, -1.0)
     sampler.stop()
     assert sampler.sample(5.0) == []
+
+
+def test_no_display_is_a_message_and_opencv_qt_plugins_are_released(capsys):
+    from app.gui.main import display_problem, release_opencv_qt_plugins, run_gui
+
+    assert "no display found" in display_problem({})
+    assert display_problem({"DISPLAY": ":99"}) is None
+    assert display_problem({"QT_QPA_PLATFORM": "offscreen"}) is None
+    environ = {"QT_QPA_PLATFORM_PLUGIN_PATH": "/x/site-packages/cv2/qt/plugins"}
+    release_opencv_qt_plugins(environ)
+    assert "QT_QPA_PLATFORM_PLUGIN_PATH" not in environ
+    mine = {"QT_QPA_PLATFORM_PLUGIN_PATH": "/opt/my-qt/plugins"}
+    release_opencv_qt_plugins(mine)
+    assert mine["QT_QPA_PLATFORM_PLUGIN_PATH"] == "/opt/my-qt/plugins"  # the user's own choice

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -49,8 +50,33 @@ def choose_sources(args, remembered, devices):
     return SourceChoice(camera=camera, microphone=microphone)
 
 
+def display_problem(environ=os.environ) -> str | None:
+    """Why no window can open here (no display and no Qt platform chosen), else None."""
+    if environ.get("QT_QPA_PLATFORM") or environ.get("DISPLAY") or environ.get(
+            "WAYLAND_DISPLAY"):
+        return None
+    return ("no display found (DISPLAY and WAYLAND_DISPLAY are unset). Run it in a desktop "
+            "session, under `xvfb-run`, or use `affect-monitor analyze` / `affect-monitor "
+            "record` without a window.")
+
+
+def release_opencv_qt_plugins(environ=os.environ) -> None:
+    """opencv-contrib-python (the one mediapipe needs) points Qt at its own bundled Qt 5
+    plugins when cv2 is imported; PySide6 (Qt 6) must use its own."""
+    import cv2  # noqa: F401  (sets the variable on import)
+
+    path = environ.get("QT_QPA_PLATFORM_PLUGIN_PATH", "")
+    if "cv2" in Path(path).parts:
+        del environ["QT_QPA_PLATFORM_PLUGIN_PATH"]
+
+
 def run_gui(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    problem = display_problem()
+    if problem:
+        print(f"affect-monitor: {problem}", file=sys.stderr)
+        return 2
+    release_opencv_qt_plugins()
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
