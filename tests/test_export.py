@@ -67,3 +67,16 @@ def test_failed_parity_writes_nothing_and_says_why(tiny_checkpoint, tmp_path, ca
 def test_missing_checkpoint_is_a_message_not_a_traceback(tmp_path, capsys):
     assert main([str(tmp_path / "nope.pt"), "-o", str(tmp_path / "m.onnx")]) == 1
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_parity_measures_outputs_and_h_absolutely_and_c_relative_to_its_size():
+    from training.export import max_difference
+
+    output, h, c = np.zeros((1, 5, 2)), np.zeros((2, 1, 4)), np.full((2, 1, 4), 500.0)
+    # float32 rounding of a cell state of 500 is not a parity failure ...
+    assert max_difference([output, h, c + 1e-3], [output, h, c]) == pytest.approx(2e-6)
+    # ... but the same absolute error on the outputs or h is
+    assert max_difference([output + 1e-3, h, c], [output, h, c]) == pytest.approx(1e-3)
+    assert max_difference([output, h + 1e-3, c], [output, h, c]) == pytest.approx(1e-3)
+    small_c = np.full((2, 1, 4), 0.5)
+    assert max_difference([output, h, small_c + 1e-3], [output, h, small_c]) == pytest.approx(1e-3)
