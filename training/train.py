@@ -311,7 +311,8 @@ DEFAULT_DATA_ROOT = Path("../shared/data")
 
 
 def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
-                   valid_sequences: int, steps: int, seed: int):
+                   valid_sequences: int, steps: int, seed: int,
+                   p_face_missing: float = 0.15, p_silence: float = 0.15):
     """-> (train set, validation set) of sequences for one training stage.
 
     Validation is fixed (seed + 1, epoch 0) and drawn from held-out identities:
@@ -338,9 +339,12 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
     if stage == "fused":
         faces = [load_ferplus(data_root / "ferplus", split)
                  for split in ("FER2013Train", "FER2013Valid")]
-        config = SyntheticConfig(seconds=steps / 25)
-        return pair(SyntheticBuilder.from_data(faces[0], voices[0], crop, config),
-                    SyntheticBuilder.from_data(faces[1], voices[1], crop, config))
+        # Validation keeps the default dropout so scores compare across runs.
+        train_config = SyntheticConfig(seconds=steps / 25, p_face_missing=p_face_missing,
+                                       p_silence=p_silence)
+        return pair(SyntheticBuilder.from_data(faces[0], voices[0], crop, train_config),
+                    SyntheticBuilder.from_data(faces[1], voices[1], crop,
+                                               SyntheticConfig(seconds=steps / 25)))
     raise ValueError(f"unknown stage {stage!r}: choose face, voice, fused or recordings")
 
 
@@ -406,6 +410,10 @@ def parse_args(argv):
                         help="sequences drawn per epoch (fresh each epoch)")
     parser.add_argument("--valid-sequences", type=int, default=200)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--p-face-missing", type=float, default=0.15,
+                        help="fused stage: share of segments without a face")
+    parser.add_argument("--p-silence", type=float, default=0.15,
+                        help="fused stage: share of segments without a voice")
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                         help="learning-rate schedule (constant = the paper)")
     parser.add_argument("--clip-norm", type=float, default=1.0)
@@ -438,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             train_set, valid_set = build_datasets(args.stage, args.data_root, crop,
                                                   args.train_sequences, args.valid_sequences,
-                                                  args.steps, args.seed)
+                                                  args.steps, args.seed, args.p_face_missing,
+                                                  args.p_silence)
         from training.data.sequences import collate_sequences
 
         best = train(config, train_set, valid_set, collate_sequences, distributed)
