@@ -121,7 +121,14 @@ def run_gui(argv: list[str] | None = None) -> int:
             save_screenshot(window, Path(args.screenshot))
         QTimer.singleShot(int(1000 * (args.quit_after or 3.0)) - 200, shoot)
     if args.quit_after:
-        QTimer.singleShot(int(1000 * args.quit_after), window.close)
+        def report_and_close() -> None:
+            # For smoke tests and benchmarks: what the engine did while the window ran.
+            if window.live is not None:
+                stats = window.live.stats()
+                print(f"affect-monitor: {stats.steps} steps, {stats.dropped_windows} dropped "
+                      f"windows, provider {stats.provider}", file=sys.stderr, flush=True)
+            window.close()
+        QTimer.singleShot(int(1000 * args.quit_after), report_and_close)
     return app.exec()
 
 
