@@ -58,7 +58,7 @@ class Trace:
         return float(self.t[self.size - 1]) if self.size else None
 
 
-def _plot(title: str, colour) -> tuple[pg.PlotWidget, pg.PlotDataItem, pg.PlotDataItem]:
+def make_plot(title: str, colour) -> tuple[pg.PlotWidget, pg.PlotDataItem, pg.PlotDataItem]:
     widget = pg.PlotWidget(background=BACKGROUND)
     item = widget.getPlotItem()
     item.setMenuEnabled(False)
@@ -89,8 +89,8 @@ class CurvePanel(QWidget):
         capacity = MAX_WINDOW_S * STEPS_PER_SECOND
         self.traces = {name: Trace(capacity) for name in ("arousal", "valence")}
         self.ratings = {name: Trace(capacity) for name in ("arousal", "valence")}
-        self.arousal_plot, arousal, arousal_rating = _plot("arousal", AROUSAL_COLOUR)
-        self.valence_plot, valence, valence_rating = _plot("valence", VALENCE_COLOUR)
+        self.arousal_plot, arousal, arousal_rating = make_plot("arousal", AROUSAL_COLOUR)
+        self.valence_plot, valence, valence_rating = make_plot("valence", VALENCE_COLOUR)
         self.valence_plot.setXLink(self.arousal_plot)
         self.valence_plot.getPlotItem().setLabel("bottom", "time", units="s")
         self.arousal_plot.getPlotItem().hideAxis("bottom")  # one moving time axis is enough

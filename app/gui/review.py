@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QLis
                                QMessageBox, QPushButton, QSlider, QSplitter, QVBoxLayout,
                                QWidget)
 
-from app.gui.curves import AROUSAL_COLOUR, BACKGROUND, RATING_COLOUR, VALENCE_COLOUR
+from app.gui.curves import AROUSAL_COLOUR, VALENCE_COLOUR, make_plot
 from app.gui.rating_slider import rated_dimensions
 from app.gui.video_view import VideoView
 from app.session import layout
@@ -214,25 +214,6 @@ class FrameReader:
         return t, frame
 
 
-def _plot(title: str, colour) -> tuple[pg.PlotWidget, pg.PlotDataItem, pg.PlotDataItem]:
-    widget = pg.PlotWidget(background=BACKGROUND)
-    item = widget.getPlotItem()
-    item.setMenuEnabled(False)
-    item.setMouseEnabled(x=False, y=False)
-    item.hideButtons()
-    item.setYRange(-1.0, 1.0, padding=0.02)
-    item.setLabel("left", title)
-    item.showGrid(x=True, y=True, alpha=0.15)
-    item.addItem(pg.InfiniteLine(pos=0.0, angle=0, pen=pg.mkPen((120, 120, 120), width=1)))
-    curve = item.plot(pen=pg.mkPen(colour, width=2), name=title)
-    rating = item.plot(pen=pg.mkPen(RATING_COLOUR, width=1, style=Qt.PenStyle.DashLine),
-                       name=f"{title} (self-rating)")
-    for c in (curve, rating):
-        c.setDownsampling(auto=True, method="peak")
-        c.setClipToView(True)
-    return widget, curve, rating
-
-
 class ReviewWindow(QWidget):
     """One recorded session. ``seek(t)`` moves everything to ``t`` at once; ``play()``
     advances it in real time from the window's timer."""
@@ -270,8 +251,10 @@ class ReviewWindow(QWidget):
                                          f"{data.duration_s:.2f} s",
                                          str(info.get("status", "?"))]))
         self.video = VideoView()
-        self.arousal_plot, self.arousal_curve, arousal_rating = _plot("arousal", AROUSAL_COLOUR)
-        self.valence_plot, self.valence_curve, valence_rating = _plot("valence", VALENCE_COLOUR)
+        self.arousal_plot, self.arousal_curve, arousal_rating = make_plot("arousal",
+                                                                          AROUSAL_COLOUR)
+        self.valence_plot, self.valence_curve, valence_rating = make_plot("valence",
+                                                                          VALENCE_COLOUR)
         self.valence_plot.setXLink(self.arousal_plot)
         self.valence_plot.getPlotItem().setLabel("bottom", "time", units="s")
         self.plots = (self.arousal_plot, self.valence_plot)
