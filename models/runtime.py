@@ -168,8 +168,7 @@ class AffectStream:
     def __init__(self, session: AffectSession):
         self.session = session
         self.state = session.initial_state()
-        layers = session.spec.face_shape
-        self._no_face = np.zeros((1, 1, *layers), np.float32)
+        self._no_face = np.zeros((1, 1, *session.spec.face_shape), np.float32)
 
     def reset(self) -> None:
         """Forget the past (new speaker, new session)."""

@@ -22,17 +22,17 @@ def data_path(*parts: str) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ferplus_dir() -> Path:
     return data_path("ferplus")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def ravdess_dir() -> Path:
     return data_path("ravdess-speech-16k")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cremad_dir() -> Path:
     return data_path("cremad-sample")
 

@@ -64,18 +64,11 @@ def write_face_flash_clip(path, face_rgb, onset=0.6, seconds=1.2, fps=25):
 
 
 @pytest.fixture(scope="module")
-def flash_clip(tmp_path_factory, cremad_dir_module):
-    face = next(iter(read_video_frames(cremad_dir_module / "1001_DFA_NEU_XX.flv"))).rgb
+def flash_clip(tmp_path_factory, cremad_dir):
+    face = next(iter(read_video_frames(cremad_dir / "1001_DFA_NEU_XX.flv"))).rgb
     path = tmp_path_factory.mktemp("clips") / "flash.mp4"
     write_face_flash_clip(path, face)
     return path
-
-
-@pytest.fixture(scope="module")
-def cremad_dir_module():
-    from conftest import data_path
-
-    return data_path("cremad-sample")
 
 
 def test_choose_frame_takes_the_nearest_and_refuses_stale_ones():

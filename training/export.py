@@ -99,7 +99,6 @@ def check_parity(model: AffectNet, path: Path, steps: int) -> ParityReport:
     whole, whole_state = session.run(audio, face, face_mask, state)
     torch_vs_onnx = max_difference(reference, [whole, whole_state.h, whole_state.c])
 
-
     stepped, stepped_state = [], state
     for t in range(steps):
         output, stepped_state = session.run(audio[:, t:t + 1], face[:, t:t + 1],
