@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.losses import ccc, ccc_loss, ccc_per_dimension, pearson, regression_metrics, rmse
+from training.losses import (ccc, ccc_loss, ccc_per_dimension, modality_ccc_loss, pearson,
+                             regression_metrics, rmse)
 
 
 def reference_ccc(x, y):
@@ -56,3 +57,19 @@ def test_regression_metrics_layout(series):
     assert metrics["arousal"]["ccc"] == pytest.approx(1.0, abs=1e-6)
     assert set(metrics["valence"]) == {"ccc", "pcc", "rmse"}
     assert metrics["valence"]["ccc"] < metrics["valence"]["pcc"] < 1.0
+
+
+def test_voice_only_term_punishes_shrunken_predictions_without_a_face():
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 100, 2, generator=generator) * 2 - 1
+    step_mask = torch.ones(2, 100)
+    face_mask = torch.ones(2, 100)
+    face_mask[1] = 0.0  # the second sequence has no face
+    prediction = target.clone()
+    prediction[1] *= 0.2  # voice-only predictions shrunk towards the mean
+    pooled = ccc_loss(prediction, target, step_mask)
+    assert torch.isclose(modality_ccc_loss(prediction, target, step_mask, face_mask, 0.0), pooled)
+    weighted = modality_ccc_loss(prediction, target, step_mask, face_mask, 1.0)
+    voice_only_term = ccc_loss(prediction[1:], target[1:])
+    assert torch.isclose(weighted, pooled + voice_only_term)
+    assert voice_only_term > 0.3  # shrinking costs CCC even though the correlation is perfect

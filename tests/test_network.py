@@ -23,6 +23,27 @@ def test_audio_dropout_only_in_training():
     assert not torch.equal(branch(window), branch(window))
 
 
+def test_audio_gain_scales_the_raw_window_in_the_deployed_path():
+    torch.manual_seed(0)
+    amplified = AudioCNN(filters=40, gain=30.0).eval()
+    plain = AudioCNN(filters=40, gain=1.0).eval()
+    plain.load_state_dict(amplified.state_dict())
+    speech = torch.randn(3, 640) * 0.01  # quiet speech, RMS 0.01
+    assert torch.allclose(amplified(speech), plain(speech * 30.0), atol=1e-6)
+    assert not torch.allclose(amplified(speech), plain(speech), atol=1e-3)
+    assert preset("small").audio_gain == 30.0 and preset("paper").audio_gain == 1.0
+
+
+def test_checkpoints_from_before_the_audio_gain_load_at_gain_one(tmp_path):
+    model = AffectNet(preset("tiny"))
+    save_checkpoint(tmp_path / "old.pt", model, "tiny")
+    checkpoint = torch.load(tmp_path / "old.pt", weights_only=True)
+    del checkpoint["config"]["audio_gain"]
+    torch.save(checkpoint, tmp_path / "old.pt")
+    loaded, _ = load_checkpoint(tmp_path / "old.pt")
+    assert loaded.audio.gain == 1.0
+
+
 def test_paper_preset_is_resnet50_on_96px_rgb():
     config = PRESETS["paper"]
     assert (config.resnet_block, config.resnet_layers) == ("bottleneck", (3, 4, 6, 3))

@@ -37,6 +37,22 @@ def ccc_loss(prediction: torch.Tensor, target: torch.Tensor,
     return (1.0 - ccc_per_dimension(prediction, target, step_mask)).mean()
 
 
+def modality_ccc_loss(prediction: torch.Tensor, target: torch.Tensor, step_mask: torch.Tensor,
+                      face_mask: torch.Tensor, voice_only_weight: float = 0.0) -> torch.Tensor:
+    """ccc_loss over all steps, plus ``voice_only_weight`` x ccc_loss over the steps without
+    a face.
+
+    Pooled over a batch, steps with a face dominate the CCC (the face is the stronger cue),
+    so the voice-only predictions can shrink towards the mean unpunished; the second term
+    scores them on their own, keeping the model calibrated when no face is found.
+    """
+    loss = ccc_loss(prediction, target, step_mask)
+    voice_only = step_mask * (face_mask < 0.5).to(step_mask.dtype)
+    if voice_only_weight > 0 and float(voice_only.sum()) >= 2:
+        loss = loss + voice_only_weight * ccc_loss(prediction, target, voice_only)
+    return loss
+
+
 def ccc(prediction: np.ndarray, target: np.ndarray) -> float:
     """CCC of two 1-D series (numpy, float64)."""
     x, y = np.asarray(prediction, np.float64), np.asarray(target, np.float64)

@@ -24,6 +24,10 @@ class NetworkConfig:
 
     audio_filters: int = 40  # conv filters in both audio layers (authors' code)
     audio_dropout: float = 0.5  # dropout on the raw window, training only (slim default)
+    # Fixed gain on the raw window before the CNN. Speech reaches the model at an RMS of
+    # 0.005-0.08 (-46..-22 dBFS), so at gain 1 the conv biases swamp the signal and the
+    # audio branch learns very slowly; 30 brings typical speech near unit scale.
+    audio_gain: float = 1.0
     resnet_block: str = "bottleneck"  # "bottleneck" (ResNet-50) or "basic" (ResNet-18/34)
     resnet_layers: tuple[int, ...] = (3, 4, 6, 3)
     resnet_width: int = 64  # channels of the stem; stages use width x 1, 2, 4, 8
@@ -52,12 +56,16 @@ PRESETS: dict[str, NetworkConfig] = {
     # Exactly the paper: ResNet-50 on 96x96 RGB, 2x256 LSTM.
     "paper": NetworkConfig(),
     # A 2-core laptop CPU trains and runs this comfortably: ResNet-18 on 64x64 grey faces
-    # (FER+ faces are grey anyway), same audio CNN and LSTM.
+    # (FER+ faces are grey anyway), same audio CNN and LSTM. Audio gain 30 (see
+    # NetworkConfig) and raw-window dropout 0.1 instead of 0.5: with 960 RAVDESS training
+    # clips, voice-only CCC per held-out clip after 3 voice epochs (arousal / valence) was
+    # 0.58 / 0.24 at dropout 0.1 vs 0.48 / 0.21 at 0.5 (both at gain 30).
     "light": replace(NetworkConfig(), resnet_block="basic", resnet_layers=(2, 2, 2, 2),
-                     face_size=64, face_channels=1),
+                     face_size=64, face_channels=1, audio_gain=30.0, audio_dropout=0.1),
     # Lighter still: half-width ResNet-18 on 48x48 grey (FER+'s native resolution).
     "small": replace(NetworkConfig(), resnet_block="basic", resnet_layers=(2, 2, 2, 2),
-                     resnet_width=32, face_size=48, face_channels=1),
+                     resnet_width=32, face_size=48, face_channels=1, audio_gain=30.0,
+                     audio_dropout=0.1),
     # For tests only: seconds to build, train a few steps and export.
     "tiny": replace(NetworkConfig(), audio_filters=10, resnet_block="basic",
                     resnet_layers=(1, 1, 1, 1), resnet_width=8, face_size=32, face_channels=1,
@@ -84,8 +92,9 @@ class AudioCNN(nn.Module):
     -> max-pool 10 across the filters -> 320 time positions x 4 = 1,280.
     """
 
-    def __init__(self, filters: int = 40, dropout: float = 0.5):
+    def __init__(self, filters: int = 40, dropout: float = 0.5, gain: float = 1.0):
         super().__init__()
+        self.gain = gain
         if filters % 10:
             raise ValueError("audio_filters must be a multiple of 10 (pooled across filters by 10)")
         self.dropout = nn.Dropout(dropout)
@@ -94,7 +103,7 @@ class AudioCNN(nn.Module):
         self.out_features = WINDOW_SAMPLES // 2 * filters // 10
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:  # [N, 640] -> [N, 1280]
-        x = self.dropout(windows).unsqueeze(1)
+        x = self.dropout(windows * self.gain).unsqueeze(1)
         x = F.relu(self.conv1(pad_same(x, 20)))
         x = F.max_pool1d(x, 2)
         x = F.relu(self.conv2(pad_same(x, 40)))  # [N, filters, 320]
@@ -184,7 +193,7 @@ class AffectNet(nn.Module):
     def __init__(self, config: NetworkConfig):
         super().__init__()
         self.config = config
-        self.audio = AudioCNN(config.audio_filters, config.audio_dropout)
+        self.audio = AudioCNN(config.audio_filters, config.audio_dropout, config.audio_gain)
         self.visual = ResNet(config.resnet_block, config.resnet_layers, config.resnet_width,
                              config.face_channels)
         # +1: the LSTM sees the face mask itself, so "no face" differs from "a face whose

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from training.losses import ccc_loss, regression_metrics
+from training.losses import modality_ccc_loss, regression_metrics
 from training.network import AffectNet, preset
 
 
@@ -52,6 +52,7 @@ class TrainConfig:
     freeze: tuple[str, ...] = ()  # branches kept fixed: "audio", "visual"
     amp: bool = True  # mixed precision, used only on a GPU
     schedule: str = "constant"  # learning rate: "constant" (the paper) or "cosine" decay
+    voice_only_weight: float = 0.0  # extra CCC term on steps without a face (losses.py)
     card: dict = field(default_factory=dict)  # provenance for the exported model's spec
 
 
@@ -215,7 +216,8 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
             autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
             with autocast:
                 prediction = forward_batch(model, batch)
-            loss = ccc_loss(prediction.float(), batch["target"], batch["step_mask"])
+            loss = modality_ccc_loss(prediction.float(), batch["target"], batch["step_mask"],
+                                     batch["face_mask"], config.voice_only_weight)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -414,6 +416,9 @@ def parse_args(argv):
                         help="fused stage: share of segments without a face")
     parser.add_argument("--p-silence", type=float, default=0.15,
                         help="fused stage: share of segments without a voice")
+    parser.add_argument("--voice-only-weight", type=float, default=0.0,
+                        help="weight of an extra CCC loss on the steps without a face "
+                             "(keeps voice-only predictions calibrated in fused training)")
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                         help="learning-rate schedule (constant = the paper)")
     parser.add_argument("--clip-norm", type=float, default=1.0)
@@ -437,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, learning_rate=args.lr, clip_norm=args.clip_norm,
             seed=args.seed, workers=args.workers, resume=args.resume, init=args.init,
             freeze=tuple(args.freeze), schedule=args.schedule,
+            voice_only_weight=args.voice_only_weight,
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         crop = (load_checkpoint(args.init)[0].config if args.init else preset(args.preset)).face_crop
         if args.stage == "recordings":

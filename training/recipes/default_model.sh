@@ -6,31 +6,44 @@
 #   1. face   visual branch + LSTM on FER+ FER2013Train (voice at the noise floor)
 #   2. voice  audio branch + LSTM on RAVDESS actors 1-16, visual branch frozen
 #   3. fused  everything on synthetic multimodal sequences (FER2013Train faces x
-#             RAVDESS actors 1-16 voices) at the paper's learning rate 1e-4
+#             RAVDESS actors 1-16 voices) at the paper's learning rate 1e-4, with an extra
+#             CCC term on the steps without a face so voice-only output stays calibrated
 # Validation and evaluation use only held-out identities: FER2013Valid and RAVDESS
 # actors 17-20. Writes RUN_DIR/default.onnx, RUN_DIR/eval/*/metrics.json, and ships the
 # model as models/default.onnx with its card models/default.md (training/model_card.py).
+# A stage that finished in RUN_DIR (RUN_DIR/STAGE/seconds exists) is kept, so an
+# interrupted run continues with the next stage; use a fresh RUN_DIR to start over.
 set -euo pipefail
 data=${1:-../shared/data}
 run=${2:-runs/default}
 python=${PYTHON:-.venv/bin/python}
 preset=${PRESET:-small}
 common=(--preset "$preset" --data-root "$data" --workers 1 --seed 0 --schedule cosine)
-start=$(date +%s)
 mkdir -p "$run"
 
-"$python" -m training.train "${common[@]}" --stage face --out "$run/face" \
-    --epochs "${FACE_EPOCHS:-16}" --steps 2 --batch-size 32 --train-sequences 14000 \
-    --valid-sequences 1500 --lr 1e-3
-"$python" -m training.train "${common[@]}" --stage voice --out "$run/voice" \
-    --epochs "${VOICE_EPOCHS:-8}" --steps 100 --batch-size 16 --train-sequences 960 \
-    --valid-sequences 240 --lr 1e-3 --init "$run/face/best.pt" --freeze visual
-"$python" -m training.train "${common[@]}" --stage fused --out "$run/fused" \
-    --epochs "${FUSED_EPOCHS:-4}" --steps 250 --batch-size 8 --train-sequences 240 \
-    --valid-sequences 40 --lr 1e-4 --init "$run/voice/best.pt"
-echo "training took $(( ($(date +%s) - start) / 60 )) min on $(nproc) cores" | tee "$run/time.txt"
+stage() {  # stage NAME ARGS...: train one stage unless it already finished
+    local name=$1 start
+    shift
+    if [[ -f "$run/$name/seconds" ]]; then
+        echo "stage $name: kept ($(cat "$run/$name/seconds") s, $run/$name)"
+        return
+    fi
+    start=$(date +%s)
+    "$python" -m training.train "${common[@]}" --stage "$name" --out "$run/$name" "$@"
+    echo $(( $(date +%s) - start )) > "$run/$name/seconds"
+}
 
-"$python" -m training.export "$run/fused/best.pt" -o "$run/default.onnx" --name affect-small-v1
+stage face --epochs "${FACE_EPOCHS:-20}" --steps 2 --batch-size 32 --train-sequences 14000 \
+    --valid-sequences 1500 --lr 1e-3
+stage voice --epochs "${VOICE_EPOCHS:-12}" --steps 100 --batch-size 16 --train-sequences 960 \
+    --valid-sequences 240 --lr 1e-3 --init "$run/face/best.pt" --freeze visual
+stage fused --epochs "${FUSED_EPOCHS:-5}" --steps 250 --batch-size 8 --train-sequences 240 \
+    --valid-sequences 40 --lr 1e-4 --init "$run/voice/best.pt" --p-face-missing 0.3 \
+    --voice-only-weight 1.0
+seconds=$(( $(cat "$run/face/seconds") + $(cat "$run/voice/seconds") + $(cat "$run/fused/seconds") ))
+echo "training took $(( seconds / 60 )) min on $(nproc) cores" | tee "$run/time.txt"
+
+"$python" -m training.export "$run/fused/best.pt" -o "$run/default.onnx" --name affect-small-v2
 eval=("$python" -m training.evaluate --model "$run/default.onnx")
 "${eval[@]}" --dataset "ferplus:$data/ferplus" --split FER2013Valid --mask-voice --out "$run/eval/ferplus"
 "${eval[@]}" --dataset "ravdess:$data/ravdess-speech-16k" --split valid --mask-face --out "$run/eval/ravdess"
