@@ -56,6 +56,23 @@ def test_staged_training_starts_from_previous_stage(tiny_corpora, tmp_path):
     assert not torch.equal(before["head.weight"], after["head.weight"])  # trained
 
 
+def test_frozen_visual_branch_keeps_its_batchnorm_statistics(tiny_corpora, tmp_path):
+    face = tmp_path / "face"
+    assert main([*TINY_RUN, "--stage", "face", "--data-root", str(tiny_corpora),
+                 "--out", str(face), "--epochs", "1"]) == 0
+    fused = tmp_path / "fused"
+    assert main([*TINY_RUN, "--stage", "fused", "--data-root", str(tiny_corpora),
+                 "--out", str(fused), "--epochs", "1", "--init", str(face / "last.pt"),
+                 "--freeze", "visual"]) == 0
+    before = torch.load(face / "last.pt", weights_only=True)["model"]
+    after = torch.load(fused / "last.pt", weights_only=True)["model"]
+    visual = [name for name in before if name.startswith("visual.")]
+    assert any(name.endswith("running_mean") for name in visual)
+    # fused batches show the ResNet faces; frozen means its statistics do not move either
+    assert all(torch.equal(before[name], after[name]) for name in visual)
+    assert not torch.equal(before["head.weight"], after["head.weight"])
+
+
 def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
     assert main([*TINY_RUN, "--stage", "face", "--data-root", str(tmp_path / "nowhere"),
                  "--out", str(tmp_path / "run")]) == 1

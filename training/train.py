@@ -139,13 +139,26 @@ def mean_ccc(metrics: dict) -> float:
     return (metrics["arousal"]["ccc"] + metrics["valence"]["ccc"]) / 2
 
 
-def freeze_branches(model: AffectNet, branches: tuple[str, ...]) -> None:
-    for name in branches:
-        branch = {"audio": model.audio, "visual": model.visual}.get(name)
-        if branch is None:
+def frozen_branches(model: AffectNet, names: tuple[str, ...]) -> list[torch.nn.Module]:
+    branches = {"audio": model.audio, "visual": model.visual}
+    for name in names:
+        if name not in branches:
             raise ValueError(f"--freeze takes 'audio' or 'visual', not {name!r}")
+    return [branches[name] for name in names]
+
+
+def freeze_branches(model: AffectNet, names: tuple[str, ...]) -> None:
+    for branch in frozen_branches(model, names):
         for parameter in branch.parameters():
             parameter.requires_grad_(False)
+
+
+def train_mode(model: AffectNet, frozen: tuple[str, ...]) -> None:
+    """model.train(), but frozen branches stay in eval mode: their BatchNorm statistics
+    must not drift either (fused batches hold few distinct faces, so they would)."""
+    model.train()
+    for branch in frozen_branches(model, frozen):
+        branch.eval()
 
 
 def build_model(config: TrainConfig) -> AffectNet:
@@ -204,7 +217,7 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
                 dataset.set_epoch(epoch if dataset is train_set else 0)
         if sampler is not None:
             sampler.set_epoch(epoch)
-        model.train()
+        train_mode(network, config.freeze)
         started, frames, losses = time.perf_counter(), 0, []
         progress = _progress(train_loader, f"epoch {epoch + 1}/{config.epochs}",
                              distributed.is_main)
