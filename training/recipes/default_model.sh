@@ -5,9 +5,10 @@
 # Staged, each stage starting from the previous stage's best checkpoint:
 #   1. face   visual branch + LSTM on FER+ FER2013Train (voice at the noise floor)
 #   2. voice  audio branch + LSTM on RAVDESS actors 1-16, visual branch frozen
-#   3. fused  everything on synthetic multimodal sequences (FER2013Train faces x
-#             RAVDESS actors 1-16 voices) at the paper's learning rate 1e-4, with an extra
-#             CCC term on the steps without a face so voice-only output stays calibrated
+#   3. fused  audio branch + LSTM on synthetic multimodal sequences (FER2013Train faces x
+#             RAVDESS actors 1-16 voices) at the paper's learning rate 1e-4, visual branch
+#             frozen, with an extra CCC term on the steps without a face so voice-only output
+#             stays calibrated
 # Validation and evaluation use only held-out identities: FER2013Valid and RAVDESS
 # actors 17-20. Writes RUN_DIR/default.onnx, RUN_DIR/eval/*/metrics.json, and ships the
 # model as models/default.onnx with its card models/default.md (training/model_card.py).
@@ -38,8 +39,8 @@ stage face --epochs "${FACE_EPOCHS:-20}" --steps 2 --batch-size 32 --train-seque
 stage voice --epochs "${VOICE_EPOCHS:-12}" --steps 100 --batch-size 16 --train-sequences 960 \
     --valid-sequences 240 --lr 1e-3 --init "$run/face/best.pt" --freeze visual
 stage fused --epochs "${FUSED_EPOCHS:-5}" --steps 250 --batch-size 8 --train-sequences 240 \
-    --valid-sequences 40 --lr 1e-4 --init "$run/voice/best.pt" --p-face-missing 0.3 \
-    --voice-only-weight 1.0
+    --valid-sequences 40 --lr 1e-4 --init "$run/voice/best.pt" --freeze visual \
+    --p-face-missing 0.3 --p-silence 0.3 --voice-only-weight 1.0
 seconds=$(( $(cat "$run/face/seconds") + $(cat "$run/voice/seconds") + $(cat "$run/fused/seconds") ))
 echo "training took $(( seconds / 60 )) min on $(nproc) cores" | tee "$run/time.txt"
 
