@@ -42,30 +42,27 @@ def test_resume_continues_where_it_stopped(tiny_corpora, tmp_path, capsys):
     assert last["epoch"] == 1 and last["step"] == 4  # 2 batches per epoch, 2 epochs in all
 
 
-def test_staged_training_starts_from_previous_stage(tiny_corpora, tmp_path):
-    voice = tmp_path / "voice"
-    assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
-                 "--out", str(voice), "--epochs", "1"]) == 0
+def weights_before_and_after_fused(first_stage, frozen, corpora, tmp_path):
+    """Train FIRST_STAGE one epoch, then fused from it with FROZEN fixed -> both state dicts."""
+    first = tmp_path / first_stage
+    assert main([*TINY_RUN, "--stage", first_stage, "--data-root", str(corpora),
+                 "--out", str(first), "--epochs", "1"]) == 0
     fused = tmp_path / "fused"
-    assert main([*TINY_RUN, "--stage", "fused", "--data-root", str(tiny_corpora),
-                 "--out", str(fused), "--epochs", "1", "--init", str(voice / "last.pt"),
-                 "--freeze", "audio"]) == 0
-    before = torch.load(voice / "last.pt", weights_only=True)["model"]
-    after = torch.load(fused / "last.pt", weights_only=True)["model"]
+    assert main([*TINY_RUN, "--stage", "fused", "--data-root", str(corpora),
+                 "--out", str(fused), "--epochs", "1", "--init", str(first / "last.pt"),
+                 "--freeze", frozen]) == 0
+    return (torch.load(first / "last.pt", weights_only=True)["model"],
+            torch.load(fused / "last.pt", weights_only=True)["model"])
+
+
+def test_staged_training_starts_from_previous_stage(tiny_corpora, tmp_path):
+    before, after = weights_before_and_after_fused("voice", "audio", tiny_corpora, tmp_path)
     assert torch.equal(before["audio.conv1.weight"], after["audio.conv1.weight"])  # frozen
     assert not torch.equal(before["head.weight"], after["head.weight"])  # trained
 
 
 def test_frozen_visual_branch_keeps_its_batchnorm_statistics(tiny_corpora, tmp_path):
-    face = tmp_path / "face"
-    assert main([*TINY_RUN, "--stage", "face", "--data-root", str(tiny_corpora),
-                 "--out", str(face), "--epochs", "1"]) == 0
-    fused = tmp_path / "fused"
-    assert main([*TINY_RUN, "--stage", "fused", "--data-root", str(tiny_corpora),
-                 "--out", str(fused), "--epochs", "1", "--init", str(face / "last.pt"),
-                 "--freeze", "visual"]) == 0
-    before = torch.load(face / "last.pt", weights_only=True)["model"]
-    after = torch.load(fused / "last.pt", weights_only=True)["model"]
+    before, after = weights_before_and_after_fused("face", "visual", tiny_corpora, tmp_path)
     visual = [name for name in before if name.startswith("visual.")]
     assert any(name.endswith("running_mean") for name in visual)
     # fused batches show the ResNet faces; frozen means its statistics do not move either
