@@ -125,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     metrics = collect_metrics(args.evals)
     clips = real_clip_means(args.clips)
-    spec = replace(read_spec(args.model), metrics={**metrics, "cremad-sample": clips}, training_data=TRAINING_DATA,
-                   licence=LICENCE,
-                   description="Tzirakis et al. (2017) architecture, 'small' preset; see "
-                               f"{args.out.with_suffix('.md').name}")
+    spec = read_spec(args.model)
+    spec = replace(spec, metrics={**metrics, "cremad-sample": clips},
+                   training_data=TRAINING_DATA, licence=LICENCE,
+                   description=f"Tzirakis et al. (2017) architecture, '{spec.preset}' preset; "
+                               f"see {args.out.with_suffix('.md').name}")
     write_onnx_with_spec(args.model, args.out, spec)
     training_time = args.time.read_text().strip() if args.time and args.time.is_file() else "?"
     network = preset(spec.preset)
