@@ -9,7 +9,7 @@ from models.face_crop import crop_face
 from models.spec import STEPS_PER_SECOND, WINDOW_SAMPLES, FaceCrop
 from training.data.ferplus import FerPlusSplit, load_ferplus
 from training.data.labels import (FACE_CATEGORY_FOR_VOICE, FERPLUS_EMOTIONS, FERPLUS_TARGETS,
-                                  RAVDESS_EMOTIONS, ravdess_target)
+                                  RAVDESS_EMOTIONS, category_distribution, ravdess_target)
 from training.data.ravdess import RavdessClips, load_ravdess
 from training.data.sequences import (NO_JITTER, FaceJitter, FaceOnlyBuilder, MultimodalPairing,
                                      Sequence, SequenceDataset, SyntheticBuilder,
@@ -262,11 +262,17 @@ def test_bad_synthetic_config_is_rejected():
 def test_collate_pads_and_masks():
     faces = tiny_faces()
     crop = FaceCrop(size=32, channels=1)
+    sad = category_distribution("sadness")
     batch = [face_sequence(faces.images[0], [0.1, 0.2], 5, crop, np.random.default_rng(0)),
-             voice_sequence(np.full(640 * 3, 0.25, np.float32), [0.3, 0.4], crop),
+             voice_sequence(np.full(640 * 3, 0.25, np.float32), [0.3, 0.4], crop,
+                            category=sad),
              face_sequence(faces.images[1], [0.5, 0.6], 8, crop, np.random.default_rng(1))]
     tensors = collate_sequences(batch)
-    assert set(tensors) == {"audio", "face", "face_mask", "target", "step_mask"}
+    assert set(tensors) == {"audio", "face", "face_mask", "target", "category", "step_mask"}
+    # the voice clip's class on its 3 steps; unknown (zeros) elsewhere and on padding
+    np.testing.assert_array_equal(tensors["category"][1, :3].numpy(), np.tile(sad, (3, 1)))
+    assert float(tensors["category"][[0, 2]].abs().sum()) == 0.0
+    assert float(tensors["category"][1, 3:].abs().sum()) == 0.0
     assert tensors["audio"].shape == (3, 8, WINDOW_SAMPLES)
     assert tensors["face"].shape == (3, 8, 1, 32, 32)
     assert all(t.dtype == torch.float32 for t in tensors.values())

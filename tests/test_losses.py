@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.losses import (ccc, ccc_loss, ccc_per_dimension, modality_ccc_loss, pearson,
-                             regression_metrics, rmse)
+from training.losses import (category_loss, ccc, ccc_loss, ccc_per_dimension,
+                             modality_ccc_loss, pearson, regression_metrics, rmse)
 
 
 def reference_ccc(x, y):
@@ -73,3 +73,22 @@ def test_voice_only_term_punishes_shrunken_predictions_without_a_face():
     voice_only_term = ccc_loss(prediction[1:], target[1:])
     assert torch.isclose(weighted, pooled + voice_only_term)
     assert voice_only_term > 0.3  # shrinking costs CCC even though the correlation is perfect
+
+
+def test_category_loss_is_soft_cross_entropy_over_steps_with_known_classes():
+    logits = torch.tensor([[[2.0, 0.0, -1.0], [0.0, 3.0, 0.0], [5.0, 5.0, 5.0]]])
+    distribution = torch.tensor([[[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]])
+    step_mask = torch.ones(1, 3)
+    log_p = torch.log_softmax(logits, dim=-1)
+    expected = (-(0.5 * log_p[0, 0, 0] + 0.5 * log_p[0, 0, 1]) - log_p[0, 1, 1]) / 2
+    # the third step has no known class: it adds nothing and does not dilute the mean
+    assert torch.isclose(category_loss(logits, distribution, step_mask), expected)
+    padded = step_mask.clone()
+    padded[0, 1] = 0.0  # padding is ignored too
+    assert torch.isclose(category_loss(logits, distribution, padded), -(0.5 * log_p[0, 0, 0]
+                                                                       + 0.5 * log_p[0, 0, 1]))
+    assert category_loss(logits, torch.zeros_like(distribution), step_mask) == 0.0
+    confident = torch.tensor([[[0.0, 9.0, 0.0]]])
+    right, wrong = torch.tensor([[[0.0, 1.0, 0.0]]]), torch.tensor([[[1.0, 0.0, 0.0]]])
+    assert (category_loss(confident, right, torch.ones(1, 1))
+            < 0.01 < 9 < category_loss(confident, wrong, torch.ones(1, 1)))

@@ -44,6 +44,27 @@ def test_checkpoints_from_before_the_audio_gain_load_at_gain_one(tmp_path):
     assert loaded.audio.gain == 1.0
 
 
+def test_category_head_is_training_only_and_old_checkpoints_load_without_it(tmp_path):
+    config = preset("tiny")
+    model = AffectNet(config).eval()
+    audio, face = make_inputs(config, batch=2, steps=3)
+    inputs = (audio, face, torch.ones(2, 3), *model.initial_state(2))
+    plain = model(*inputs)
+    av, h, c, logits = model(*inputs, with_categories=True)
+    assert len(plain) == 3 and logits.shape == (2, 3, config.category_classes)
+    torch.testing.assert_close(plain[0], av)  # the head does not change arousal/valence
+    save_checkpoint(tmp_path / "old.pt", model, "tiny")
+    checkpoint = torch.load(tmp_path / "old.pt", weights_only=True)
+    del checkpoint["config"]["category_classes"]  # a checkpoint from before the head
+    checkpoint["model"] = {k: v for k, v in checkpoint["model"].items()
+                           if not k.startswith("category_head.")}
+    torch.save(checkpoint, tmp_path / "old.pt")
+    loaded, _ = load_checkpoint(tmp_path / "old.pt")
+    assert loaded.category_head is None
+    with pytest.raises(ValueError, match="no category head"):
+        loaded(*inputs, with_categories=True)
+
+
 def test_paper_preset_is_resnet50_on_96px_rgb():
     config = PRESETS["paper"]
     assert (config.resnet_block, config.resnet_layers) == ("bottleneck", (3, 4, 6, 3))

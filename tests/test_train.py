@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from training.train import main
+from training.network import AffectNet, preset
+from training.train import main, seed_everything
 
 TINY_RUN = ["--preset", "tiny", "--steps", "10", "--train-sequences", "8",
             "--valid-sequences", "4", "--batch-size", "4", "--lr", "1e-3"]
@@ -30,6 +31,25 @@ def test_each_stage_trains_and_writes_checkpoints(stage, tiny_corpora, tmp_path,
     assert list((out / "tensorboard").iterdir())
     printed = capsys.readouterr().out
     assert "epoch 2:" in printed and "valid CCC arousal" in printed
+
+
+def test_category_head_learns_only_when_weighted_and_sequence_selection_is_scored(
+        tiny_corpora, tmp_path):
+    heads = {}
+    for weight in ("0", "1.0"):
+        out = tmp_path / f"run{weight}"
+        assert main([*TINY_RUN, "--stage", "face", "--data-root", str(tiny_corpora),
+                     "--out", str(out), "--epochs", "1", "--category-weight", weight,
+                     "--select", "sequence"]) == 0
+        last = torch.load(out / "last.pt", weights_only=True)
+        heads[weight] = last["model"]["category_head.weight"]
+        per_sequence = last["card"]["validation"]["per_sequence"]
+        assert per_sequence["n"] == 4 and -1 <= per_sequence["valence"]["ccc"] <= 1
+    seed_everything(0)  # as train() does before building the model
+    initial = AffectNet(preset("tiny")).category_head.weight.detach()
+    # with weight 0 nothing reaches the head; with weight 1 the FER+ votes train it
+    torch.testing.assert_close(heads["0"], initial)
+    assert not torch.allclose(heads["1.0"], initial)
 
 
 def test_resume_continues_where_it_stopped(tiny_corpora, tmp_path, capsys):

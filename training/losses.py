@@ -53,6 +53,16 @@ def modality_ccc_loss(prediction: torch.Tensor, target: torch.Tensor, step_mask:
     return loss
 
 
+def category_loss(logits: torch.Tensor, distribution: torch.Tensor,
+                  step_mask: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of logits [B,T,K] against class distributions [B,T,K] (soft labels,
+    e.g. FER+ vote shares), averaged over valid steps whose distribution is known (sums to
+    more than 0); 0 when there are none."""
+    known = step_mask * (distribution.sum(dim=-1) > 0).to(step_mask.dtype)
+    per_step = -(distribution * torch.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+    return (per_step * known).sum() / known.sum().clamp_min(1.0)
+
+
 def ccc(prediction: np.ndarray, target: np.ndarray) -> float:
     """CCC of two 1-D series (numpy, float64)."""
     x, y = np.asarray(prediction, np.float64), np.asarray(target, np.float64)

@@ -37,6 +37,9 @@ class NetworkConfig:
     lstm_hidden: int = 256
     lstm_layers: int = 2
     lstm_dropout: float = 0.0
+    # Classes of a training-only head beside the arousal/valence head (labels.CATEGORIES;
+    # 0 = none). It reads the same LSTM output; the exported graph leaves it out.
+    category_classes: int = 8
 
     @property
     def face_crop(self) -> FaceCrop:
@@ -49,6 +52,7 @@ class NetworkConfig:
     def from_dict(cls, values: dict) -> "NetworkConfig":
         values = dict(values)
         values["resnet_layers"] = tuple(values["resnet_layers"])
+        values.setdefault("category_classes", 0)  # checkpoints from before the head
         return cls(**values)
 
 
@@ -202,6 +206,8 @@ class AffectNet(nn.Module):
         self.lstm = nn.LSTM(fused, config.lstm_hidden, config.lstm_layers, batch_first=True,
                             dropout=config.lstm_dropout if config.lstm_layers > 1 else 0.0)
         self.head = nn.Linear(config.lstm_hidden, 2)
+        self.category_head = (nn.Linear(config.lstm_hidden, config.category_classes)
+                              if config.category_classes else None)
 
     def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (self.config.lstm_layers, batch, self.config.lstm_hidden)
@@ -231,9 +237,14 @@ class AffectNet(nn.Module):
         fused = torch.cat([audio_features, visual_features, mask], dim=1)
         return fused.reshape(batch, steps, -1)
 
-    def forward(self, audio, face, face_mask, h, c):
+    def forward(self, audio, face, face_mask, h, c, with_categories: bool = False):
+        """-> (arousal/valence [B,T,2], h, c), plus category logits [B,T,K] when asked."""
         outputs, (h_out, c_out) = self.lstm(self.features(audio, face, face_mask), (h, c))
-        return self.head(outputs), h_out, c_out
+        if not with_categories:
+            return self.head(outputs), h_out, c_out
+        if self.category_head is None:
+            raise ValueError("this network has no category head (category_classes = 0)")
+        return self.head(outputs), h_out, c_out, self.category_head(outputs)
 
 
 def count_parameters(model: nn.Module) -> int:

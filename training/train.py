@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from training.losses import modality_ccc_loss, regression_metrics
+from training.losses import category_loss, modality_ccc_loss, regression_metrics
 from training.network import AffectNet, preset
 
 
@@ -53,6 +53,8 @@ class TrainConfig:
     amp: bool = True  # mixed precision, used only on a GPU
     schedule: str = "constant"  # learning rate: "constant" (the paper) or "cosine" decay
     voice_only_weight: float = 0.0  # extra CCC term on steps without a face (losses.py)
+    category_weight: float = 0.0  # cross-entropy of the training-only category head
+    select: str = "step"  # best.pt by CCC over "step"s or over "sequence" means
     card: dict = field(default_factory=dict)  # provenance for the exported model's spec
 
 
@@ -101,25 +103,37 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
     return {key: value.to(device, non_blocking=True) for key, value in batch.items()}
 
 
-def forward_batch(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def forward_batch(model, batch: dict[str, torch.Tensor], with_categories: bool = False):
+    """-> arousal/valence [B,T,2]; with_categories: (that, category logits [B,T,K])."""
     network = model.module if hasattr(model, "module") else model
     h, c = network.initial_state(batch["audio"].shape[0])
     h, c = h.to(batch["audio"].device), c.to(batch["audio"].device)
-    return model(batch["audio"], batch["face"], batch["face_mask"], h, c)[0]
+    outputs = model(batch["audio"], batch["face"], batch["face_mask"], h, c,
+                    with_categories=with_categories)
+    return (outputs[0], outputs[3]) if with_categories else outputs[0]
 
 
 @torch.no_grad()
 def evaluate(model, loader: DataLoader, device: torch.device) -> dict:
-    """CCC, Pearson and RMSE per dimension over every valid step of the loader."""
+    """CCC, Pearson and RMSE per dimension over every valid step of the loader, and under
+    "per_sequence" the same over each sequence's mean prediction and mean target (how
+    affect-eval scores a clip)."""
     model.eval()
-    predictions, targets = [], []
+    predictions, targets, sequence_means, sequence_targets = [], [], [], []
     for batch in loader:
         batch = to_device(batch, device)
         prediction = forward_batch(model, batch).float()
-        valid = batch["step_mask"] > 0.5
+        step_mask = batch["step_mask"]
+        valid = step_mask > 0.5
         predictions.append(prediction[valid].cpu().numpy())
         targets.append(batch["target"][valid].cpu().numpy())
-    return regression_metrics(np.concatenate(predictions), np.concatenate(targets))
+        weights = step_mask.unsqueeze(-1) / step_mask.sum(dim=1).clamp_min(1.0)[:, None, None]
+        sequence_means.append((prediction * weights).sum(dim=1).cpu().numpy())
+        sequence_targets.append((batch["target"] * weights).sum(dim=1).cpu().numpy())
+    metrics = regression_metrics(np.concatenate(predictions), np.concatenate(targets))
+    metrics["per_sequence"] = regression_metrics(np.concatenate(sequence_means),
+                                                 np.concatenate(sequence_targets))
+    return metrics
 
 
 def learning_rate(step: int, total_steps: int, base: float, schedule: str) -> float:
@@ -135,8 +149,12 @@ def learning_rate(step: int, total_steps: int, base: float, schedule: str) -> fl
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def mean_ccc(metrics: dict) -> float:
-    return (metrics["arousal"]["ccc"] + metrics["valence"]["ccc"]) / 2
+def mean_ccc(metrics: dict, select: str = "step") -> float:
+    """The score that picks best.pt: mean CCC over steps, or over sequence means."""
+    if select not in ("step", "sequence"):
+        raise ValueError(f"--select takes 'step' or 'sequence', not {select!r}")
+    scored = metrics["per_sequence"] if select == "sequence" else metrics
+    return (scored["arousal"]["ccc"] + scored["valence"]["ccc"]) / 2
 
 
 def frozen_branches(model: AffectNet, names: tuple[str, ...]) -> list[torch.nn.Module]:
@@ -228,9 +246,15 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
             batch = to_device(batch, device)
             autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
             with autocast:
-                prediction = forward_batch(model, batch)
+                if config.category_weight > 0:
+                    prediction, logits = forward_batch(model, batch, with_categories=True)
+                else:
+                    prediction = forward_batch(model, batch)
             loss = modality_ccc_loss(prediction.float(), batch["target"], batch["step_mask"],
                                      batch["face_mask"], config.voice_only_weight)
+            if config.category_weight > 0:
+                loss = loss + config.category_weight * category_loss(
+                    logits, batch["category"], batch["step_mask"])
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -253,11 +277,13 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
             for buffer in network.buffers():
                 dist.broadcast(buffer, src=0)
         metrics = evaluate(network, valid_loader, device)
-        score = mean_ccc(metrics)
+        score = mean_ccc(metrics, config.select)
         if distributed.is_main:
             print(f"epoch {epoch + 1}: train loss {np.mean(losses):.3f} "
                   f"({frames / (time.perf_counter() - started):.0f} steps/s), valid CCC arousal "
-                  f"{metrics['arousal']['ccc']:.3f} valence {metrics['valence']['ccc']:.3f}",
+                  f"{metrics['arousal']['ccc']:.3f} valence {metrics['valence']['ccc']:.3f} "
+                  f"(per sequence {metrics['per_sequence']['arousal']['ccc']:.3f} / "
+                  f"{metrics['per_sequence']['valence']['ccc']:.3f})",
                   flush=True)
             if writer:
                 for name in ("arousal", "valence"):
@@ -432,6 +458,12 @@ def parse_args(argv):
     parser.add_argument("--voice-only-weight", type=float, default=0.0,
                         help="weight of an extra CCC loss on the steps without a face "
                              "(keeps voice-only predictions calibrated in fused training)")
+    parser.add_argument("--category-weight", type=float, default=0.0,
+                        help="weight of a cross-entropy loss on a training-only category "
+                             "head (FER+ vote shares, RAVDESS emotion); not exported")
+    parser.add_argument("--select", default="step", choices=["step", "sequence"],
+                        help="keep as best.pt the epoch with the best mean CCC over steps, "
+                             "or over each sequence's mean (clip-level scoring)")
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                         help="learning-rate schedule (constant = the paper)")
     parser.add_argument("--clip-norm", type=float, default=1.0)
@@ -455,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, learning_rate=args.lr, clip_norm=args.clip_norm,
             seed=args.seed, workers=args.workers, resume=args.resume, init=args.init,
             freeze=tuple(args.freeze), schedule=args.schedule,
-            voice_only_weight=args.voice_only_weight,
+            voice_only_weight=args.voice_only_weight, category_weight=args.category_weight,
+            select=args.select,
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         crop = (load_checkpoint(args.init)[0].config if args.init else preset(args.preset)).face_crop
         if args.stage == "recordings":

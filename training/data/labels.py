@@ -72,6 +72,21 @@ FACE_CATEGORY_FOR_VOICE: MappingProxyType = MappingProxyType({
     "surprise": "surprise",
 })
 
+# The categories of the training-only classification head (train.py --category-weight):
+# FER+'s eight. A RAVDESS clip is one-hot on its FACE_CATEGORY_FOR_VOICE word.
+CATEGORIES = FERPLUS_EMOTIONS
+
+
+def category_distribution(category: str) -> np.ndarray:
+    """Table word (a RAVDESS category included) -> float32 [len(CATEGORIES)] one-hot."""
+    word = FACE_CATEGORY_FOR_VOICE.get(category, category)
+    if word not in CATEGORIES:
+        raise KeyError(f"category {category!r} has no class among {CATEGORIES}")
+    distribution = np.zeros(len(CATEGORIES), np.float32)
+    distribution[CATEGORIES.index(word)] = 1.0
+    return distribution
+
+
 _AROUSAL, _VALENCE = OUTPUT_DIMENSIONS.index("arousal"), OUTPUT_DIMENSIONS.index("valence")
 
 

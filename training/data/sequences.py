@@ -27,8 +27,8 @@ import torch
 from models.face_crop import crop_face
 from models.spec import STEPS_PER_SECOND, WINDOW_SAMPLES, FaceCrop
 from training.data.ferplus import FerPlusSplit
-from training.data.labels import (FACE_CATEGORY_FOR_VOICE, FERPLUS_EMOTIONS, RAVDESS_EMOTIONS,
-                                  RAVDESS_NORMAL)
+from training.data.labels import (CATEGORIES, FACE_CATEGORY_FOR_VOICE, FERPLUS_EMOTIONS,
+                                  RAVDESS_EMOTIONS, RAVDESS_NORMAL, category_distribution)
 from training.data.ravdess import RavdessClips
 
 NOISE_FLOOR = 1e-3  # std of the "silent" microphone, about -60 dBFS
@@ -42,6 +42,9 @@ class Sequence:
     face: np.ndarray  # uint8 [T, C, H, W], 0..255 (zeros where face_mask is 0)
     face_mask: np.ndarray  # float32 [T], 1 = a face is present
     target: np.ndarray  # float32 [T, 2], (arousal, valence)
+    # float32 [T, len(CATEGORIES)] class distribution per step, for the training-only
+    # category head; None where the source has no categories.
+    category: np.ndarray | None = None
 
     def __post_init__(self):
         steps = len(self.audio)
@@ -55,6 +58,10 @@ class Sequence:
             (self.target.dtype == np.float32 and self.target.shape == (steps, 2),
              "target float32 [T, 2]", self.target),
         ]
+        if self.category is not None:
+            checks.append((self.category.dtype == np.float32
+                           and self.category.shape == (steps, len(CATEGORIES)),
+                           f"category float32 [T, {len(CATEGORIES)}]", self.category))
         for ok, expected, array in checks:
             if not ok:
                 raise ValueError(f"Sequence needs {expected} with T={steps}, "
@@ -165,18 +172,24 @@ def noise_floor(steps: int, rng: np.random.Generator, level: float = NOISE_FLOOR
 
 def face_sequence(image: np.ndarray, target: np.ndarray, steps: int, crop: FaceCrop,
                   rng: np.random.Generator, jitter: FaceJitter = FaceJitter(),
-                  noise_level: float = NOISE_FLOOR) -> Sequence:
-    """A face-only sequence: ``image`` over ``steps`` jittered frames, quiet audio, mask 1."""
+                  noise_level: float = NOISE_FLOOR,
+                  category: np.ndarray | None = None) -> Sequence:
+    """A face-only sequence: ``image`` over ``steps`` jittered frames, quiet audio, mask 1.
+
+    ``category``: the face's class distribution (FER+ vote shares), held for every step.
+    """
     target = np.asarray(target, np.float32).reshape(2)
     return Sequence(
         audio=noise_floor(steps, rng, noise_level),
         face=face_frames(image, steps, crop, rng, jitter),
         face_mask=np.ones(steps, np.float32),
-        target=np.repeat(target[None], steps, axis=0))
+        target=np.repeat(target[None], steps, axis=0),
+        category=_held(category, steps))
 
 
 def voice_sequence(samples: np.ndarray, target: np.ndarray, crop: FaceCrop,
-                   max_steps: int | None = None) -> Sequence:
+                   max_steps: int | None = None,
+                   category: np.ndarray | None = None) -> Sequence:
     """A voice-only sequence: consecutive 640-sample windows of a clip, no face (mask 0).
 
     A trailing partial window (under 40 ms) is dropped rather than zero-padded.
@@ -193,7 +206,15 @@ def voice_sequence(samples: np.ndarray, target: np.ndarray, crop: FaceCrop,
         audio=samples[:steps * WINDOW_SAMPLES].reshape(steps, WINDOW_SAMPLES).copy(),
         face=np.zeros((steps, crop.channels, crop.size, crop.size), np.uint8),
         face_mask=np.zeros(steps, np.float32),
-        target=np.repeat(target[None], steps, axis=0))
+        target=np.repeat(target[None], steps, axis=0),
+        category=_held(category, steps))
+
+
+def _held(category: np.ndarray | None, steps: int) -> np.ndarray | None:
+    """One class distribution -> float32 [steps, K], the same at every step."""
+    if category is None:
+        return None
+    return np.repeat(np.asarray(category, np.float32).reshape(1, -1), steps, axis=0)
 
 
 @dataclass(frozen=True)
@@ -391,7 +412,8 @@ class FaceOnlyBuilder:
     def __call__(self, rng: np.random.Generator) -> Sequence:
         index = int(rng.integers(len(self.faces)))
         return face_sequence(self.faces.images[index], self.faces.targets[index], self.steps,
-                             self.crop, rng, self.jitter, self.noise_level)
+                             self.crop, rng, self.jitter, self.noise_level,
+                             category=self.faces.probabilities[index])
 
 
 @dataclass(frozen=True, eq=False)
@@ -413,7 +435,8 @@ class VoiceOnlyBuilder:
             spare = len(samples) - self.max_steps * WINDOW_SAMPLES
             if spare > 0:
                 samples = samples[int(rng.integers(0, spare + 1)):]
-        return voice_sequence(samples, self.voices.targets[index], self.crop, self.max_steps)
+        return voice_sequence(samples, self.voices.targets[index], self.crop, self.max_steps,
+                              category=category_distribution(self.voices.category(index)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -465,8 +488,9 @@ def collate_sequences(batch: list[Sequence]) -> dict[str, torch.Tensor]:
     """Pad sequences to the longest -> model tensors.
 
     audio float32 [B, T, 640]; face float32 [B, T, C, H, W] in 0..1; face_mask [B, T];
-    target [B, T, 2] (arousal, valence); step_mask [B, T] (1 real step, 0 padding; padded
-    steps are zeros everywhere, so the loss must use step_mask).
+    target [B, T, 2] (arousal, valence); category [B, T, K] class distribution (zeros where
+    unknown); step_mask [B, T] (1 real step, 0 padding; padded steps are zeros everywhere,
+    so the loss must use step_mask).
     """
     if not batch:
         raise ValueError("cannot collate an empty batch")
@@ -480,6 +504,7 @@ def collate_sequences(batch: list[Sequence]) -> dict[str, torch.Tensor]:
     face = torch.zeros(size, longest, *face_shape)
     face_mask = torch.zeros(size, longest)
     target = torch.zeros(size, longest, 2)
+    category = torch.zeros(size, longest, len(CATEGORIES))
     step_mask = torch.zeros(size, longest)
     for row, sequence in enumerate(batch):
         steps = sequence.steps
@@ -487,7 +512,9 @@ def collate_sequences(batch: list[Sequence]) -> dict[str, torch.Tensor]:
         face[row, :steps] = torch.from_numpy(sequence.face).float().div_(255.0)
         face_mask[row, :steps] = torch.from_numpy(sequence.face_mask)
         target[row, :steps] = torch.from_numpy(sequence.target)
+        if sequence.category is not None:
+            category[row, :steps] = torch.from_numpy(sequence.category)
         step_mask[row, :steps] = 1.0
     return {"audio": audio, "face": face, "face_mask": face_mask, "target": target,
-            "step_mask": step_mask}
+            "category": category, "step_mask": step_mask}
 
