@@ -13,9 +13,9 @@ from training.data.labels import (FACE_CATEGORY_FOR_VOICE, FERPLUS_EMOTIONS, FER
 from training.data.ravdess import RavdessClips, load_ravdess
 from training.data.sequences import (NO_JITTER, FaceJitter, FaceOnlyBuilder, MultimodalPairing,
                                      Sequence, SequenceDataset, SyntheticBuilder,
-                                     SyntheticConfig, VoiceOnlyBuilder, collate_sequences,
-                                     face_frames, face_sequence, synthetic_sequence,
-                                     voice_sequence)
+                                     SyntheticConfig, VoiceAugment, VoiceOnlyBuilder,
+                                     collate_sequences, face_frames, face_sequence,
+                                     synthetic_sequence, voice_sequence)
 
 CROP = FaceCrop(size=48, channels=3)  # small crops keep the tests fast
 
@@ -149,6 +149,25 @@ def test_voice_builder_takes_a_random_stretch_of_long_clips():
         starts.add(start)
     assert len(starts) > 15 and max(starts) <= len(ramp) - 6400
     assert VoiceOnlyBuilder(voices, CROP)(np.random.default_rng(0)).steps == 50
+
+
+def test_voice_augmentation_changes_speed_and_level_within_its_range():
+    tone = (0.5 * np.sin(2 * np.pi * 200 * np.arange(16000) / 16000)).astype(np.float32)
+    augment = VoiceAugment(speed=0.1, gain_db=6.0)
+    lengths, peaks = [], []
+    for seed in range(30):
+        changed = augment(tone, np.random.default_rng(seed))
+        lengths.append(len(changed))
+        peaks.append(np.abs(changed).max())
+        assert changed.dtype == np.float32 and np.abs(changed).max() <= 1.0
+    assert 16000 / 1.1 - 1 <= min(lengths) < 15500 < 16500 < max(lengths) <= 16000 / 0.9 + 1
+    assert min(peaks) < 0.45 and max(peaks) > 0.55  # louder and quieter than the original
+    # off by default: the clip and the random stream are untouched
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(VoiceAugment()(tone, rng), tone)
+    assert rng.integers(1 << 30) == np.random.default_rng(0).integers(1 << 30)
+    with pytest.raises(ValueError, match="speed"):
+        VoiceAugment(speed=0.7)
 
 
 @pytest.mark.parametrize("make", ["face", "voice", "synthetic"])

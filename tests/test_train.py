@@ -22,8 +22,9 @@ def private_cache(tmp_path, monkeypatch):
 @pytest.mark.parametrize("stage", ["face", "voice", "fused"])
 def test_each_stage_trains_and_writes_checkpoints(stage, tiny_corpora, tmp_path, capsys):
     out = tmp_path / "run"
+    augment = ["--voice-speed", "0.1", "--voice-gain-db", "6"] if stage == "voice" else []
     assert main([*TINY_RUN, "--stage", stage, "--data-root", str(tiny_corpora),
-                 "--out", str(out), "--epochs", "2"]) == 0
+                 "--out", str(out), "--epochs", "2", *augment]) == 0
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
     last = torch.load(out / "last.pt", weights_only=True)
     assert last["epoch"] == 1 and last["step"] == 4

@@ -353,7 +353,8 @@ DEFAULT_DATA_ROOT = Path("../shared/data")
 
 def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
                    valid_sequences: int, steps: int, seed: int,
-                   p_face_missing: float = 0.15, p_silence: float = 0.15):
+                   p_face_missing: float = 0.15, p_silence: float = 0.15,
+                   voice_augment=None):
     """-> (train set, validation set) of sequences for one training stage.
 
     Validation is fixed (seed + 1, epoch 0) and drawn from held-out identities:
@@ -362,7 +363,8 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
     from training.data.ferplus import load_ferplus
     from training.data.ravdess import load_ravdess, split_actors
     from training.data.sequences import (NO_JITTER, FaceOnlyBuilder, SequenceDataset,
-                                         SyntheticBuilder, SyntheticConfig, VoiceOnlyBuilder)
+                                         SyntheticBuilder, SyntheticConfig, VoiceAugment,
+                                         VoiceOnlyBuilder)
 
     def pair(train_builder, valid_builder):
         return (SequenceDataset(train_builder, train_sequences, seed),
@@ -375,7 +377,7 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
                     FaceOnlyBuilder(faces[1], crop, steps, jitter=NO_JITTER))
     voices = split_actors(load_ravdess(data_root / "ravdess-speech-16k"))
     if stage == "voice":
-        return pair(VoiceOnlyBuilder(voices[0], crop, steps),
+        return pair(VoiceOnlyBuilder(voices[0], crop, steps, voice_augment or VoiceAugment()),
                     VoiceOnlyBuilder(voices[1], crop, steps))
     if stage == "fused":
         faces = [load_ferplus(data_root / "ferplus", split)
@@ -461,6 +463,11 @@ def parse_args(argv):
     parser.add_argument("--category-weight", type=float, default=0.0,
                         help="weight of a cross-entropy loss on a training-only category "
                              "head (FER+ vote shares, RAVDESS emotion); not exported")
+    parser.add_argument("--voice-speed", type=float, default=0.0,
+                        help="voice stage: play each training clip at a random speed within "
+                             "1 +- this (e.g. 0.1)")
+    parser.add_argument("--voice-gain-db", type=float, default=0.0,
+                        help="voice stage: random level change within +- this many dB")
     parser.add_argument("--select", default="step", choices=["step", "sequence"],
                         help="keep as best.pt the epoch with the best mean CCC over steps, "
                              "or over each sequence's mean (clip-level scoring)")
@@ -490,6 +497,9 @@ def main(argv: list[str] | None = None) -> int:
             voice_only_weight=args.voice_only_weight, category_weight=args.category_weight,
             select=args.select,
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
+        from training.data.sequences import VoiceAugment
+
+        voice_augment = VoiceAugment(args.voice_speed, args.voice_gain_db)
         crop = (load_checkpoint(args.init)[0].config if args.init else preset(args.preset)).face_crop
         if args.stage == "recordings":
             if not args.dataset:
@@ -499,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
             train_set, valid_set = build_datasets(args.stage, args.data_root, crop,
                                                   args.train_sequences, args.valid_sequences,
                                                   args.steps, args.seed, args.p_face_missing,
-                                                  args.p_silence)
+                                                  args.p_silence, voice_augment)
         from training.data.sequences import collate_sequences
 
         best = train(config, train_set, valid_set, collate_sequences, distributed)

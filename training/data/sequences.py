@@ -416,6 +416,33 @@ class FaceOnlyBuilder:
                              category=self.faces.probabilities[index])
 
 
+@dataclass(frozen=True)
+class VoiceAugment:
+    """Random per-clip changes so that 16 training speakers sound like more: playback speed
+    within 1 +- ``speed`` (tempo and pitch together, by linear interpolation) and level
+    within +- ``gain_db`` dB (clipped to full scale). Zero turns a change off and then
+    draws no random numbers, so unaugmented sequences stay as they were."""
+
+    speed: float = 0.0
+    gain_db: float = 0.0
+
+    def __post_init__(self):
+        if not 0.0 <= self.speed < 0.5 or self.gain_db < 0.0:
+            raise ValueError(f"voice augmentation needs 0 <= speed < 0.5 and gain_db >= 0, "
+                             f"got speed {self.speed}, gain_db {self.gain_db}")
+
+    def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        samples = np.asarray(samples, np.float32)
+        if self.speed > 0:
+            factor = rng.uniform(1.0 - self.speed, 1.0 + self.speed)
+            positions = np.arange(int(len(samples) / factor)) * factor
+            samples = np.interp(positions, np.arange(len(samples)), samples).astype(np.float32)
+        if self.gain_db > 0:
+            gain = 10.0 ** (rng.uniform(-self.gain_db, self.gain_db) / 20.0)
+            samples = np.clip(samples * gain, -1.0, 1.0).astype(np.float32)
+        return samples
+
+
 @dataclass(frozen=True, eq=False)
 class VoiceOnlyBuilder:
     """A random RAVDESS clip, whole or a random ``max_steps`` stretch (voice-only pretraining).
@@ -427,10 +454,11 @@ class VoiceOnlyBuilder:
     voices: RavdessClips
     crop: FaceCrop
     max_steps: int | None = None
+    augment: VoiceAugment = VoiceAugment()
 
     def __call__(self, rng: np.random.Generator) -> Sequence:
         index = int(rng.integers(len(self.voices)))
-        samples = self.voices.audio(index)
+        samples = self.augment(self.voices.audio(index), rng)
         if self.max_steps is not None:
             spare = len(samples) - self.max_steps * WINDOW_SAMPLES
             if spare > 0:
