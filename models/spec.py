@@ -63,6 +63,9 @@ class ModelSpec:
     metrics: dict = field(default_factory=dict)  # {"dataset/split": {"arousal": {"ccc":..}, ...}}
     licence: str = "unspecified"
     description: str = ""
+    # Every architectural choice of the exported network (training.network.NetworkConfig),
+    # so a card describes the model itself, not its preset's defaults. {} in older models.
+    network: dict = field(default_factory=dict)
     format_version: int = SPEC_FORMAT_VERSION
 
     @property

@@ -31,6 +31,9 @@ def test_export_passes_parity_over_500_steps(tiny_checkpoint, tmp_path, capsys):
     session = AffectSession(output)
     assert session.spec.preset == "tiny" and session.spec.training_data == ("unit test",)
     assert session.spec.face.size == 32 and session.spec.state_shape == (2, 32)
+    # the spec carries the network's own architecture, not just its preset's name
+    assert session.spec.network == {**preset("tiny").to_dict(),
+                                    "resnet_layers": list(preset("tiny").resnet_layers)}
 
 
 def test_onnx_matches_torch_and_stepping_matches_whole(tiny_checkpoint, tmp_path):

@@ -43,7 +43,7 @@ def spec_for(model: AffectNet, name: str, preset_name: str, **provenance) -> Mod
     config = model.config
     return ModelSpec(name=name, preset=preset_name, face=config.face_crop,
                      lstm_layers=config.lstm_layers, lstm_hidden=config.lstm_hidden,
-                     **provenance)
+                     network=config.to_dict(), **provenance)
 
 
 def export_onnx(model: AffectNet, spec: ModelSpec, path: Path) -> None:

@@ -132,10 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                                f"see {args.out.with_suffix('.md').name}")
     write_onnx_with_spec(args.model, args.out, spec)
     training_time = args.time.read_text().strip() if args.time and args.time.is_file() else "?"
-    network = preset(spec.preset)
+    # the model's own architecture; models exported before the spec carried it: its preset's
+    network = spec.network or preset(spec.preset).to_dict()
     card = args.template.read_text().format(
-        name=spec.name, preset=spec.preset, audio_gain=network.audio_gain,
-        audio_dropout=network.audio_dropout, face_size=spec.face.size,
+        name=spec.name, preset=spec.preset, audio_gain=network["audio_gain"],
+        audio_dropout=network["audio_dropout"], face_size=spec.face.size,
         face_channels=spec.face.channels, face_margin=spec.face.margin,
         state=f"{spec.lstm_layers} x {spec.lstm_hidden}", metrics_table=metrics_table(metrics),
         eval_commands=commands(metrics), training_time=training_time,
