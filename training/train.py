@@ -149,6 +149,21 @@ def learning_rate(step: int, total_steps: int, base: float, schedule: str) -> fl
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def training_loss(model, batch: dict, config: TrainConfig, autocast) -> torch.Tensor:
+    """CCC loss on arousal/valence, plus the category head's cross-entropy when weighted.
+    Only the forward pass runs under autocast; the losses are computed in float32."""
+    with_categories = config.category_weight > 0
+    with autocast:
+        output = forward_batch(model, batch, with_categories=with_categories)
+    prediction = output[0] if with_categories else output
+    loss = modality_ccc_loss(prediction.float(), batch["target"], batch["step_mask"],
+                             batch["face_mask"], config.voice_only_weight)
+    if with_categories:
+        loss = loss + config.category_weight * category_loss(
+            output[1].float(), batch["category"], batch["step_mask"])
+    return loss
+
+
 def mean_ccc(metrics: dict, select: str = "step") -> float:
     """The score that picks best.pt: mean CCC over steps, or over sequence means."""
     if select not in ("step", "sequence"):
@@ -245,16 +260,7 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
                                             config.learning_rate, config.schedule)
             batch = to_device(batch, device)
             autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
-            with autocast:
-                if config.category_weight > 0:
-                    prediction, logits = forward_batch(model, batch, with_categories=True)
-                else:
-                    prediction = forward_batch(model, batch)
-            loss = modality_ccc_loss(prediction.float(), batch["target"], batch["step_mask"],
-                                     batch["face_mask"], config.voice_only_weight)
-            if config.category_weight > 0:
-                loss = loss + config.category_weight * category_loss(
-                    logits, batch["category"], batch["step_mask"])
+            loss = training_loss(model, batch, config, autocast)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)

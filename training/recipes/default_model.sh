@@ -3,8 +3,11 @@
 #   bash training/recipes/default_model.sh [DATA_ROOT] [RUN_DIR]
 # (after the README's install; PYTHON defaults to .venv/bin/python).
 # Staged, each stage starting from the previous stage's best checkpoint:
-#   1. face   visual branch + LSTM on FER+ FER2013Train (voice at the noise floor)
-#   2. voice  audio branch + LSTM on RAVDESS actors 1-16, visual branch frozen
+#   1. face   visual branch + LSTM on FER+ FER2013Train (voice at the noise floor, audio
+#             branch frozen), with a training-only emotion-category head on the FER+ votes
+#   2. voice  audio branch + LSTM on RAVDESS actors 1-16, visual branch frozen, category
+#             head on the acted emotion, random playback speed and level per clip, best.pt
+#             chosen by clip-level CCC
 #   3. fused  audio branch + LSTM on synthetic multimodal sequences (FER2013Train faces x
 #             RAVDESS actors 1-16 voices) at the paper's learning rate 1e-4, visual branch
 #             frozen, with an extra CCC term on the steps without a face so voice-only output
@@ -34,17 +37,18 @@ stage() {  # stage NAME ARGS...: train one stage unless it already finished
     echo $(( $(date +%s) - start )) > "$run/$name/seconds"
 }
 
-stage face --epochs "${FACE_EPOCHS:-20}" --steps 2 --batch-size 32 --train-sequences 14000 \
-    --valid-sequences 1500 --lr 1e-3
+stage face --epochs "${FACE_EPOCHS:-40}" --steps 2 --batch-size 64 --train-sequences 14000 \
+    --valid-sequences 1500 --lr 2e-3 --freeze audio --category-weight 1.0
 stage voice --epochs "${VOICE_EPOCHS:-12}" --steps 100 --batch-size 16 --train-sequences 960 \
-    --valid-sequences 240 --lr 1e-3 --init "$run/face/best.pt" --freeze visual
+    --valid-sequences 240 --lr 1e-3 --init "$run/face/best.pt" --freeze visual \
+    --category-weight 1.0 --select sequence --voice-speed 0.1 --voice-gain-db 6
 stage fused --epochs "${FUSED_EPOCHS:-5}" --steps 250 --batch-size 8 --train-sequences 240 \
     --valid-sequences 40 --lr 1e-4 --init "$run/voice/best.pt" --freeze visual \
     --p-face-missing 0.3 --p-silence 0.3 --voice-only-weight 1.0
 seconds=$(( $(cat "$run/face/seconds") + $(cat "$run/voice/seconds") + $(cat "$run/fused/seconds") ))
 echo "training took $(( seconds / 60 )) min on $(nproc) cores" | tee "$run/time.txt"
 
-"$python" -m training.export "$run/fused/best.pt" -o "$run/default.onnx" --name affect-small-v2
+"$python" -m training.export "$run/fused/best.pt" -o "$run/default.onnx" --name affect-small-v3
 eval=("$python" -m training.evaluate --model "$run/default.onnx")
 "${eval[@]}" --dataset "ferplus:$data/ferplus" --split FER2013Valid --mask-voice --out "$run/eval/ferplus"
 "${eval[@]}" --dataset "ravdess:$data/ravdess-speech-16k" --split valid --mask-face --out "$run/eval/ravdess"
