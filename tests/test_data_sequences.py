@@ -12,7 +12,7 @@ from training.data.labels import (FACE_CATEGORY_FOR_VOICE, FERPLUS_EMOTIONS, FER
                                   RAVDESS_EMOTIONS, category_distribution, ravdess_target)
 from training.data.ravdess import RavdessClips, load_ravdess
 from training.data.sequences import (NO_JITTER, FaceJitter, FaceOnlyBuilder, MultimodalPairing,
-                                     Sequence, SequenceDataset, SyntheticBuilder,
+                                     RehearsalBuilder, Sequence, SequenceDataset, SyntheticBuilder,
                                      SyntheticConfig, VoiceAugment, VoiceOnlyBuilder,
                                      collate_sequences, face_frames, face_sequence,
                                      synthetic_sequence, voice_sequence)
@@ -168,6 +168,19 @@ def test_voice_augmentation_changes_speed_and_level_within_its_range():
     assert rng.integers(1 << 30) == np.random.default_rng(0).integers(1 << 30)
     with pytest.raises(ValueError, match="speed"):
         VoiceAugment(speed=0.7)
+
+
+def test_rehearsal_mixes_in_face_sequences_at_its_share():
+    voice = VoiceOnlyBuilder(tiny_voices(), CROP, max_steps=10)
+    builder = RehearsalBuilder(voice, FaceOnlyBuilder(tiny_faces(), CROP, steps=7), share=0.3)
+    sequences = [builder(np.random.default_rng(seed)) for seed in range(400)]
+    faces = [s for s in sequences if s.face_mask.all()]
+    voices = [s for s in sequences if not s.face_mask.any()]
+    assert len(faces) + len(voices) == 400 and 0.22 < len(faces) / 400 < 0.38
+    assert all(s.steps == 7 and s.category is not None for s in faces)
+    assert all(s.steps == 10 for s in voices)
+    with pytest.raises(ValueError, match="share"):
+        RehearsalBuilder(voice, voice, share=1.0)
 
 
 @pytest.mark.parametrize("make", ["face", "voice", "synthetic"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from training.network import AffectNet, preset
-from training.train import main, seed_everything
+from training.train import REHEARSAL_STEPS, build_datasets, main, seed_everything
 
 TINY_RUN = ["--preset", "tiny", "--steps", "10", "--train-sequences", "8",
             "--valid-sequences", "4", "--batch-size", "4", "--lr", "1e-3"]
@@ -22,7 +22,8 @@ def private_cache(tmp_path, monkeypatch):
 @pytest.mark.parametrize("stage", ["face", "voice", "fused"])
 def test_each_stage_trains_and_writes_checkpoints(stage, tiny_corpora, tmp_path, capsys):
     out = tmp_path / "run"
-    augment = ["--voice-speed", "0.1", "--voice-gain-db", "6"] if stage == "voice" else []
+    augment = (["--voice-speed", "0.1", "--voice-gain-db", "6", "--face-rehearsal", "0.3"]
+               if stage == "voice" else [])
     assert main([*TINY_RUN, "--stage", stage, "--data-root", str(tiny_corpora),
                  "--out", str(out), "--epochs", "2", *augment]) == 0
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
@@ -32,6 +33,18 @@ def test_each_stage_trains_and_writes_checkpoints(stage, tiny_corpora, tmp_path,
     assert list((out / "tensorboard").iterdir())
     printed = capsys.readouterr().out
     assert "epoch 2:" in printed and "valid CCC arousal" in printed
+
+
+def test_voice_stage_rehearses_faces_in_training_only(tiny_corpora):
+    crop = preset("tiny").face_crop
+    train_set, valid_set = build_datasets("voice", tiny_corpora, crop, 40, 10, steps=10,
+                                          seed=0, face_rehearsal=0.5)
+    train_faces = [s for s in train_set if s.face_mask.any()]
+    assert 8 <= len(train_faces) <= 32
+    assert all(s.steps == REHEARSAL_STEPS and s.face_mask.all() for s in train_faces)
+    assert not any(s.face_mask.any() for s in valid_set)  # the bar stays voice only
+    plain, _ = build_datasets("voice", tiny_corpora, crop, 40, 10, steps=10, seed=0)
+    assert not any(s.face_mask.any() for s in plain)
 
 
 def test_category_head_learns_only_when_weighted_and_sequence_selection_is_scored(

@@ -355,22 +355,25 @@ def _progress(iterable, description: str, show: bool):
 # ----- datasets for each stage -----
 
 DEFAULT_DATA_ROOT = Path("../shared/data")
+REHEARSAL_STEPS = 50  # 2 s: long enough to weigh in the pooled CCC beside 4 s voice clips
 
 
 def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
                    valid_sequences: int, steps: int, seed: int,
                    p_face_missing: float = 0.15, p_silence: float = 0.15,
-                   voice_augment=None):
+                   voice_augment=None, face_rehearsal: float = 0.0):
     """-> (train set, validation set) of sequences for one training stage.
 
     Validation is fixed (seed + 1, epoch 0) and drawn from held-out identities:
-    FER2013Valid faces, RAVDESS actors 17-20.
+    FER2013Valid faces, RAVDESS actors 17-20. ``face_rehearsal``: voice stage, the share of
+    training sequences that are FER2013Train faces held for REHEARSAL_STEPS (validation
+    stays voice only).
     """
     from training.data.ferplus import load_ferplus
     from training.data.ravdess import load_ravdess, split_actors
     from training.data.sequences import (NO_JITTER, FaceOnlyBuilder, SequenceDataset,
-                                         SyntheticBuilder, SyntheticConfig, VoiceAugment,
-                                         VoiceOnlyBuilder)
+                                         RehearsalBuilder, SyntheticBuilder,
+                                         SyntheticConfig, VoiceAugment, VoiceOnlyBuilder)
 
     def pair(train_builder, valid_builder):
         return (SequenceDataset(train_builder, train_sequences, seed),
@@ -383,8 +386,12 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
                     FaceOnlyBuilder(faces[1], crop, steps, jitter=NO_JITTER))
     voices = split_actors(load_ravdess(data_root / "ravdess-speech-16k"))
     if stage == "voice":
-        return pair(VoiceOnlyBuilder(voices[0], crop, steps, voice_augment or VoiceAugment()),
-                    VoiceOnlyBuilder(voices[1], crop, steps))
+        train_builder = VoiceOnlyBuilder(voices[0], crop, steps, voice_augment or VoiceAugment())
+        if face_rehearsal > 0:
+            faces = load_ferplus(data_root / "ferplus", "FER2013Train")
+            train_builder = RehearsalBuilder(
+                train_builder, FaceOnlyBuilder(faces, crop, REHEARSAL_STEPS), face_rehearsal)
+        return pair(train_builder, VoiceOnlyBuilder(voices[1], crop, steps))
     if stage == "fused":
         faces = [load_ferplus(data_root / "ferplus", split)
                  for split in ("FER2013Train", "FER2013Valid")]
@@ -474,6 +481,9 @@ def parse_args(argv):
                              "1 +- this (e.g. 0.1)")
     parser.add_argument("--voice-gain-db", type=float, default=0.0,
                         help="voice stage: random level change within +- this many dB")
+    parser.add_argument("--face-rehearsal", type=float, default=0.0,
+                        help="voice stage: share of training sequences that are FER+ faces "
+                             "(keeps the LSTM reading faces while it learns the voice)")
     parser.add_argument("--select", default="step", choices=["step", "sequence"],
                         help="keep as best.pt the epoch with the best mean CCC over steps, "
                              "or over each sequence's mean (clip-level scoring)")
@@ -515,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
             train_set, valid_set = build_datasets(args.stage, args.data_root, crop,
                                                   args.train_sequences, args.valid_sequences,
                                                   args.steps, args.seed, args.p_face_missing,
-                                                  args.p_silence, voice_augment)
+                                                  args.p_silence, voice_augment,
+                                                  args.face_rehearsal)
         from training.data.sequences import collate_sequences
 
         best = train(config, train_set, valid_set, collate_sequences, distributed)

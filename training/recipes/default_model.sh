@@ -7,7 +7,8 @@
 #             branch frozen), with a training-only emotion-category head on the FER+ votes
 #   2. voice  audio branch + LSTM on RAVDESS actors 1-16, visual branch frozen, category
 #             head on the acted emotion, random playback speed and level per clip, best.pt
-#             chosen by clip-level CCC
+#             chosen by clip-level CCC; 30% of its sequences are FER+ faces so the LSTM
+#             keeps reading faces (without them FER+ valence fell from 0.85 to -0.14)
 #   3. fused  audio branch + LSTM on synthetic multimodal sequences (FER2013Train faces x
 #             RAVDESS actors 1-16 voices) at the paper's learning rate 1e-4, visual branch
 #             frozen, with an extra CCC term on the steps without a face so voice-only output
@@ -41,7 +42,8 @@ stage face --epochs "${FACE_EPOCHS:-40}" --steps 2 --batch-size 64 --train-seque
     --valid-sequences 1500 --lr 2e-3 --freeze audio --category-weight 1.0
 stage voice --epochs "${VOICE_EPOCHS:-12}" --steps 100 --batch-size 16 --train-sequences 960 \
     --valid-sequences 240 --lr 1e-3 --init "$run/face/best.pt" --freeze visual \
-    --category-weight 1.0 --select sequence --voice-speed 0.1 --voice-gain-db 6
+    --category-weight 1.0 --select sequence --voice-speed 0.1 --voice-gain-db 6 \
+    --face-rehearsal 0.3 --voice-only-weight 1.0
 stage fused --epochs "${FUSED_EPOCHS:-5}" --steps 250 --batch-size 8 --train-sequences 240 \
     --valid-sequences 40 --lr 1e-4 --init "$run/voice/best.pt" --freeze visual \
     --p-face-missing 0.3 --p-silence 0.3 --voice-only-weight 1.0
