@@ -75,6 +75,25 @@ def test_voice_only_term_punishes_shrunken_predictions_without_a_face():
     assert voice_only_term > 0.3  # shrinking costs CCC even though the correlation is perfect
 
 
+def test_per_modality_ccc_stops_faces_making_up_for_a_compressed_voice():
+    # 100 faceless steps the voice cannot read (predicted at the mean), 20 face steps
+    # predicted either exactly or spread 2.4x too far
+    rng = np.random.default_rng(0)
+    target = torch.tensor(rng.standard_normal((1, 120, 2)), dtype=torch.float32)
+    face_mask = torch.zeros(1, 120)
+    face_mask[0, 100:] = 1.0
+    step_mask = torch.ones(1, 120)
+    exact, inflated = target.clone(), target.clone()
+    exact[0, :100] = inflated[0, :100] = 0.0
+    inflated[0, 100:] = 2.4 * target[0, 100:]
+    pooled = [modality_ccc_loss(p, target, step_mask, face_mask) for p in (exact, inflated)]
+    split = [modality_ccc_loss(p, target, step_mask, face_mask, per_modality=True)
+             for p in (exact, inflated)]
+    assert pooled[1] < pooled[0]  # the pooled CCC rewards the over-spread faces...
+    assert split[0] < split[1]  # ...scoring each modality on its own does not
+    assert torch.isclose(split[0], ccc_loss(exact[:, :100], target[:, :100]))  # faces exact
+
+
 def test_category_loss_is_soft_cross_entropy_over_steps_with_known_classes():
     logits = torch.tensor([[[2.0, 0.0, -1.0], [0.0, 3.0, 0.0], [5.0, 5.0, 5.0]]])
     distribution = torch.tensor([[[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]])

@@ -22,7 +22,8 @@ def private_cache(tmp_path, monkeypatch):
 @pytest.mark.parametrize("stage", ["face", "voice", "fused"])
 def test_each_stage_trains_and_writes_checkpoints(stage, tiny_corpora, tmp_path, capsys):
     out = tmp_path / "run"
-    augment = (["--voice-speed", "0.1", "--voice-gain-db", "6", "--face-rehearsal", "0.3"]
+    augment = (["--voice-speed", "0.1", "--voice-gain-db", "6", "--face-rehearsal", "0.3",
+                "--per-modality-ccc"]
                if stage == "voice" else [])
     assert main([*TINY_RUN, "--stage", stage, "--data-root", str(tiny_corpora),
                  "--out", str(out), "--epochs", "2", *augment]) == 0

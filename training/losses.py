@@ -38,16 +38,28 @@ def ccc_loss(prediction: torch.Tensor, target: torch.Tensor,
 
 
 def modality_ccc_loss(prediction: torch.Tensor, target: torch.Tensor, step_mask: torch.Tensor,
-                      face_mask: torch.Tensor, voice_only_weight: float = 0.0) -> torch.Tensor:
+                      face_mask: torch.Tensor, voice_only_weight: float = 0.0,
+                      per_modality: bool = False) -> torch.Tensor:
     """ccc_loss over all steps, plus ``voice_only_weight`` x ccc_loss over the steps without
     a face.
 
     Pooled over a batch, steps with a face dominate the CCC (the face is the stronger cue),
     so the voice-only predictions can shrink towards the mean unpunished; the second term
     scores them on their own, keeping the model calibrated when no face is found.
+
+    ``per_modality``: instead, ccc_loss over the steps with a face plus ccc_loss over the
+    steps without. When the voice steps dominate (voice training with a few rehearsed
+    faces), a pooled CCC asks the faces to make up the variance the voice cannot reach:
+    with uninformative voice steps its optimum spreads face predictions by 1/sqrt(share
+    of face steps), and valence on faces came out 2.4x too spread.
     """
-    loss = ccc_loss(prediction, target, step_mask)
+    with_face = step_mask * (face_mask >= 0.5).to(step_mask.dtype)
     voice_only = step_mask * (face_mask < 0.5).to(step_mask.dtype)
+    if per_modality:
+        terms = [ccc_loss(prediction, target, mask) for mask in (with_face, voice_only)
+                 if float(mask.sum()) >= 2]
+        return sum(terms) if terms else ccc_loss(prediction, target, step_mask)
+    loss = ccc_loss(prediction, target, step_mask)
     if voice_only_weight > 0 and float(voice_only.sum()) >= 2:
         loss = loss + voice_only_weight * ccc_loss(prediction, target, voice_only)
     return loss

@@ -53,6 +53,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision, used only on a GPU
     schedule: str = "constant"  # learning rate: "constant" (the paper) or "cosine" decay
     voice_only_weight: float = 0.0  # extra CCC term on steps without a face (losses.py)
+    per_modality: bool = False  # CCC on face steps + CCC on faceless steps, no pooled term
     category_weight: float = 0.0  # cross-entropy of the training-only category head
     select: str = "step"  # best.pt by CCC over "step"s or over "sequence" means
     card: dict = field(default_factory=dict)  # provenance for the exported model's spec
@@ -157,7 +158,8 @@ def training_loss(model, batch: dict, config: TrainConfig, autocast) -> torch.Te
         output = forward_batch(model, batch, with_categories=with_categories)
     prediction = output[0] if with_categories else output
     loss = modality_ccc_loss(prediction.float(), batch["target"], batch["step_mask"],
-                             batch["face_mask"], config.voice_only_weight)
+                             batch["face_mask"], config.voice_only_weight,
+                             config.per_modality)
     if with_categories:
         loss = loss + config.category_weight * category_loss(
             output[1].float(), batch["category"], batch["step_mask"])
@@ -473,6 +475,9 @@ def parse_args(argv):
     parser.add_argument("--voice-only-weight", type=float, default=0.0,
                         help="weight of an extra CCC loss on the steps without a face "
                              "(keeps voice-only predictions calibrated in fused training)")
+    parser.add_argument("--per-modality-ccc", action="store_true",
+                        help="loss = CCC over steps with a face + CCC over steps without, "
+                             "instead of one pooled CCC (voice stage with --face-rehearsal)")
     parser.add_argument("--category-weight", type=float, default=0.0,
                         help="weight of a cross-entropy loss on a training-only category "
                              "head (FER+ vote shares, RAVDESS emotion); not exported")
@@ -510,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, learning_rate=args.lr, clip_norm=args.clip_norm,
             seed=args.seed, workers=args.workers, resume=args.resume, init=args.init,
             freeze=tuple(args.freeze), schedule=args.schedule,
-            voice_only_weight=args.voice_only_weight, category_weight=args.category_weight,
+            voice_only_weight=args.voice_only_weight, per_modality=args.per_modality_ccc,
+            category_weight=args.category_weight,
             select=args.select,
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         from training.data.sequences import VoiceAugment

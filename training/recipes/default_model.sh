@@ -43,7 +43,7 @@ stage face --epochs "${FACE_EPOCHS:-40}" --steps 2 --batch-size 64 --train-seque
 stage voice --epochs "${VOICE_EPOCHS:-12}" --steps 100 --batch-size 16 --train-sequences 960 \
     --valid-sequences 240 --lr 1e-3 --init "$run/face/best.pt" --freeze visual \
     --category-weight 1.0 --select sequence --voice-speed 0.1 --voice-gain-db 6 \
-    --face-rehearsal 0.3 --voice-only-weight 1.0
+    --face-rehearsal 0.3 --per-modality-ccc
 stage fused --epochs "${FUSED_EPOCHS:-5}" --steps 250 --batch-size 8 --train-sequences 240 \
     --valid-sequences 40 --lr 1e-4 --init "$run/voice/best.pt" --freeze visual \
     --p-face-missing 0.3 --p-silence 0.3 --voice-only-weight 1.0
