@@ -46,6 +46,8 @@ def test_voice_stage_rehearses_faces_in_training_only(tiny_corpora):
     assert not any(s.face_mask.any() for s in valid_set)  # the bar stays voice only
     plain, _ = build_datasets("voice", tiny_corpora, crop, 40, 10, steps=10, seed=0)
     assert not any(s.face_mask.any() for s in plain)
+    with pytest.raises(ValueError, match="voice stage"):
+        build_datasets("face", tiny_corpora, crop, 4, 4, steps=2, seed=0, face_rehearsal=0.3)
 
 
 def test_category_head_learns_only_when_weighted_and_sequence_selection_is_scored(

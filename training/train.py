@@ -357,7 +357,7 @@ def _progress(iterable, description: str, show: bool):
 # ----- datasets for each stage -----
 
 DEFAULT_DATA_ROOT = Path("../shared/data")
-REHEARSAL_STEPS = 50  # 2 s: long enough to weigh in the pooled CCC beside 4 s voice clips
+REHEARSAL_STEPS = 50  # 2 s of a held face, beside voice clips of up to 4 s
 
 
 def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
@@ -371,6 +371,8 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
     training sequences that are FER2013Train faces held for REHEARSAL_STEPS (validation
     stays voice only).
     """
+    if face_rehearsal > 0 and stage != "voice":
+        raise ValueError(f"--face-rehearsal is for the voice stage, not {stage!r}")
     from training.data.ferplus import load_ferplus
     from training.data.ravdess import load_ravdess, split_actors
     from training.data.sequences import (NO_JITTER, FaceOnlyBuilder, SequenceDataset,
