@@ -538,6 +538,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.data.sequences import collate_sequences
 
         best = train(config, train_set, valid_set, collate_sequences, distributed)
+        if distributed.enabled:
+            # Tear down together: a rank that destroys its gloo group while the other is still
+            # writing last.pt aborts ("terminate called without an active exception").
+            dist.barrier()
     except (ValueError, OSError, CheckpointError) as error:
         print(f"affect-train: {error}", file=sys.stderr)
         return 1
