@@ -50,6 +50,15 @@ def test_voice_stage_rehearses_faces_in_training_only(tiny_corpora):
         build_datasets("face", tiny_corpora, crop, 4, 4, steps=2, seed=0, face_rehearsal=0.3)
 
 
+def test_voice_augmentation_outside_the_voice_stage_is_refused(tiny_corpora, tmp_path, capsys):
+    # silently ignoring --voice-speed in the fused stage would mislabel the recorded command
+    assert main([*TINY_RUN, "--stage", "fused", "--voice-speed", "0.1", "--data-root",
+                 str(tiny_corpora), "--out", str(tmp_path / "run")]) == 1
+    error = capsys.readouterr().err
+    assert "--voice-speed" in error and "voice stage" in error and "fused" in error
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_category_head_learns_only_when_weighted_and_sequence_selection_is_scored(
         tiny_corpora, tmp_path):
     heads = {}

@@ -373,6 +373,9 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
     """
     if face_rehearsal > 0 and stage != "voice":
         raise ValueError(f"--face-rehearsal is for the voice stage, not {stage!r}")
+    if voice_augment is not None and voice_augment.enabled and stage != "voice":
+        raise ValueError(f"--voice-speed and --voice-gain-db are for the voice stage, "
+                         f"not {stage!r}: drop them from this command")
     from training.data.ferplus import load_ferplus
     from training.data.ravdess import load_ravdess, split_actors
     from training.data.sequences import (NO_JITTER, FaceOnlyBuilder, SequenceDataset,

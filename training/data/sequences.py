@@ -431,6 +431,10 @@ class VoiceAugment:
             raise ValueError(f"voice augmentation needs 0 <= speed < 0.5 and gain_db >= 0, "
                              f"got speed {self.speed}, gain_db {self.gain_db}")
 
+    @property
+    def enabled(self) -> bool:
+        return self.speed > 0 or self.gain_db > 0
+
     def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         samples = np.asarray(samples, np.float32)
         if self.speed > 0:
