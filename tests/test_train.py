@@ -57,6 +57,9 @@ def test_voice_augmentation_outside_the_voice_stage_is_refused(tiny_corpora, tmp
     error = capsys.readouterr().err
     assert "--voice-speed" in error and "voice stage" in error and "fused" in error
     assert not (tmp_path / "run" / "last.pt").exists()
+    assert main([*TINY_RUN, "--stage", "recordings", "--dataset", f"sessions:{tmp_path}",
+                 "--face-rehearsal", "0.3", "--out", str(tmp_path / "run")]) == 1
+    assert "--face-rehearsal is for the voice stage, not 'recordings'" in capsys.readouterr().err
 
 
 def test_category_head_learns_only_when_weighted_and_sequence_selection_is_scored(

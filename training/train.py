@@ -360,6 +360,15 @@ DEFAULT_DATA_ROOT = Path("../shared/data")
 REHEARSAL_STEPS = 50  # 2 s of a held face, beside voice clips of up to 4 s
 
 
+def check_voice_stage_options(stage: str, voice_augment, face_rehearsal: float) -> None:
+    """Refuse voice-stage-only options elsewhere: ignoring them would mislabel the run."""
+    if face_rehearsal > 0 and stage != "voice":
+        raise ValueError(f"--face-rehearsal is for the voice stage, not {stage!r}")
+    if voice_augment is not None and voice_augment.enabled and stage != "voice":
+        raise ValueError(f"--voice-speed and --voice-gain-db are for the voice stage, "
+                         f"not {stage!r}: drop them from this command")
+
+
 def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
                    valid_sequences: int, steps: int, seed: int,
                    p_face_missing: float = 0.15, p_silence: float = 0.15,
@@ -371,11 +380,7 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
     training sequences that are FER2013Train faces held for REHEARSAL_STEPS (validation
     stays voice only).
     """
-    if face_rehearsal > 0 and stage != "voice":
-        raise ValueError(f"--face-rehearsal is for the voice stage, not {stage!r}")
-    if voice_augment is not None and voice_augment.enabled and stage != "voice":
-        raise ValueError(f"--voice-speed and --voice-gain-db are for the voice stage, "
-                         f"not {stage!r}: drop them from this command")
+    check_voice_stage_options(stage, voice_augment, face_rehearsal)
     from training.data.ferplus import load_ferplus
     from training.data.ravdess import load_ravdess, split_actors
     from training.data.sequences import (NO_JITTER, FaceOnlyBuilder, SequenceDataset,
@@ -531,6 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "recordings":
             if not args.dataset:
                 raise ValueError("--stage recordings needs --dataset KIND:PATH")
+            check_voice_stage_options(args.stage, voice_augment, args.face_rehearsal)
             train_set, valid_set = recording_datasets(args.dataset, crop, args.steps, args.seed)
         else:
             train_set, valid_set = build_datasets(args.stage, args.data_root, crop,
