@@ -216,3 +216,39 @@ def test_cosine_schedule_warms_up_then_decays():
     assert all(a >= b for a, b in zip(rates[20:], rates[21:]))  # then never rises
     assert rates[-1] == pytest.approx(5e-5, rel=0.05)
     assert learning_rate(500, 1000, 1e-4, "constant") == 1e-4
+
+
+def test_weight_average_moves_a_decay_share_towards_the_trained_weights():
+    from training.train import WeightAverage
+
+    model = AffectNet(preset("tiny"))
+    average = WeightAverage(model, 0.9)
+    before = model.head.weight.detach().clone()
+    with torch.no_grad():
+        model.head.weight.add_(1.0)
+    average.update(model)
+    assert torch.allclose(average.model.head.weight, before + 0.1)
+    average.update(model)
+    assert torch.allclose(average.model.head.weight, before + 0.19)
+    assert not average.model.head.weight.requires_grad
+
+
+def test_ema_run_saves_the_average_as_best_and_the_raw_weights_to_resume(
+        tiny_corpora, tmp_path, capsys):
+    out = tmp_path / "run"
+    # a decay this close to 1 keeps the average at the starting weights, so the test can
+    # tell "resumed the average" from "restarted it at the raw weights"
+    common = [*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora), "--out", str(out),
+              "--ema", "0.999999"]
+    assert main([*common, "--epochs", "1"]) == 0
+    last = torch.load(out / "last.pt", weights_only=True)
+    best = torch.load(out / "best.pt", weights_only=True)
+    name = "audio.conv1.weight"
+    assert torch.equal(best["model"][name], last["ema"][name])  # one epoch: best is the average
+    assert not torch.allclose(last["model"][name], last["ema"][name], atol=1e-4)
+    assert main([*common, "--epochs", "2", "--resume"]) == 0
+    resumed = torch.load(out / "last.pt", weights_only=True)
+    assert torch.allclose(resumed["ema"][name], last["ema"][name], atol=1e-5)
+    assert not torch.allclose(resumed["ema"][name], last["model"][name], atol=1e-4)
+    assert main([*common, "--epochs", "1", "--ema", "1.5"]) == 1
+    assert "--ema must be between 0 and 1" in capsys.readouterr().err
