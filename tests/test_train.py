@@ -46,8 +46,25 @@ def test_voice_stage_rehearses_faces_in_training_only(tiny_corpora):
     assert not any(s.face_mask.any() for s in valid_set)  # the bar stays voice only
     plain, _ = build_datasets("voice", tiny_corpora, crop, 40, 10, steps=10, seed=0)
     assert not any(s.face_mask.any() for s in plain)
-    with pytest.raises(ValueError, match="voice stage"):
+    with pytest.raises(ValueError, match="voice and fused stages, not 'face'"):
         build_datasets("face", tiny_corpora, crop, 4, 4, steps=2, seed=0, face_rehearsal=0.3)
+    with pytest.raises(ValueError, match="fused stage, not 'voice'"):
+        build_datasets("voice", tiny_corpora, crop, 4, 4, steps=2, seed=0, voice_rehearsal=0.3)
+
+
+def test_fused_stage_rehearses_each_modality_alone_in_training_only(tiny_corpora):
+    crop = preset("tiny").face_crop
+    train_set, valid_set = build_datasets("fused", tiny_corpora, crop, 200, 10, steps=60,
+                                          seed=0, face_rehearsal=0.3, voice_rehearsal=0.2)
+    synthetic = [s for s in train_set if s.steps == 60]
+    faces_alone = [s for s in train_set if s.steps == REHEARSAL_STEPS and s.face_mask.all()]
+    voices_alone = [s for s in train_set if s.steps < 60 and not s.face_mask.any()]
+    assert 40 <= len(faces_alone) <= 80 and 25 <= len(voices_alone) <= 60  # ~60 and ~40
+    assert len(synthetic) + len(faces_alone) + len(voices_alone) == 200
+    assert all(s.face_mask.any() for s in valid_set)  # validation stays multimodal
+    with pytest.raises(ValueError, match="below 1"):
+        build_datasets("fused", tiny_corpora, crop, 4, 4, steps=2, seed=0,
+                       face_rehearsal=0.6, voice_rehearsal=0.4)
 
 
 def test_voice_augmentation_outside_the_voice_stage_is_refused(tiny_corpora, tmp_path, capsys):
@@ -59,7 +76,8 @@ def test_voice_augmentation_outside_the_voice_stage_is_refused(tiny_corpora, tmp
     assert not (tmp_path / "run" / "last.pt").exists()
     assert main([*TINY_RUN, "--stage", "recordings", "--dataset", f"sessions:{tmp_path}",
                  "--face-rehearsal", "0.3", "--out", str(tmp_path / "run")]) == 1
-    assert "--face-rehearsal is for the voice stage, not 'recordings'" in capsys.readouterr().err
+    assert ("--face-rehearsal is for the voice and fused stages, not 'recordings'"
+            in capsys.readouterr().err)
 
 
 def test_category_head_learns_only_when_weighted_and_sequence_selection_is_scored(

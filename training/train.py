@@ -397,10 +397,16 @@ DEFAULT_DATA_ROOT = Path("../shared/data")
 REHEARSAL_STEPS = 50  # 2 s of a held face, beside voice clips of up to 4 s
 
 
-def check_voice_stage_options(stage: str, voice_augment, face_rehearsal: float) -> None:
-    """Refuse voice-stage-only options elsewhere: ignoring them would mislabel the run."""
-    if face_rehearsal > 0 and stage != "voice":
-        raise ValueError(f"--face-rehearsal is for the voice stage, not {stage!r}")
+def check_voice_stage_options(stage: str, voice_augment, face_rehearsal: float,
+                              voice_rehearsal: float = 0.0) -> None:
+    """Refuse stage-specific options elsewhere: ignoring them would mislabel the run."""
+    if face_rehearsal > 0 and stage not in ("voice", "fused"):
+        raise ValueError(f"--face-rehearsal is for the voice and fused stages, not {stage!r}")
+    if voice_rehearsal > 0 and stage != "fused":
+        raise ValueError(f"--voice-rehearsal is for the fused stage, not {stage!r}")
+    if face_rehearsal + voice_rehearsal >= 1:
+        raise ValueError("--face-rehearsal plus --voice-rehearsal must stay below 1 "
+                         "(the rest are the stage's own sequences)")
     if voice_augment is not None and voice_augment.enabled and stage != "voice":
         raise ValueError(f"--voice-speed and --voice-gain-db are for the voice stage, "
                          f"not {stage!r}: drop them from this command")
@@ -409,15 +415,18 @@ def check_voice_stage_options(stage: str, voice_augment, face_rehearsal: float) 
 def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
                    valid_sequences: int, steps: int, seed: int,
                    p_face_missing: float = 0.15, p_silence: float = 0.15,
-                   voice_augment=None, face_rehearsal: float = 0.0):
+                   voice_augment=None, face_rehearsal: float = 0.0,
+                   voice_rehearsal: float = 0.0):
     """-> (train set, validation set) of sequences for one training stage.
 
     Validation is fixed (seed + 1, epoch 0) and drawn from held-out identities:
-    FER2013Valid faces, RAVDESS actors 17-20. ``face_rehearsal``: voice stage, the share of
-    training sequences that are FER2013Train faces held for REHEARSAL_STEPS (validation
-    stays voice only).
+    FER2013Valid faces, RAVDESS actors 17-20. Rehearsal mixes single-modality sequences
+    into training only (validation keeps the stage's own kind): ``face_rehearsal`` (voice
+    and fused stages) is the share of FER2013Train faces held for REHEARSAL_STEPS with the
+    voice silent, ``voice_rehearsal`` (fused stage) the share of whole RAVDESS training
+    clips without a face.
     """
-    check_voice_stage_options(stage, voice_augment, face_rehearsal)
+    check_voice_stage_options(stage, voice_augment, face_rehearsal, voice_rehearsal)
     from training.data.ferplus import load_ferplus
     from training.data.ravdess import load_ravdess, split_actors
     from training.data.sequences import (NO_JITTER, FaceOnlyBuilder, SequenceDataset,
@@ -447,7 +456,17 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
         # Validation keeps the default dropout so scores compare across runs.
         train_config = SyntheticConfig(seconds=steps / 25, p_face_missing=p_face_missing,
                                        p_silence=p_silence)
-        return pair(SyntheticBuilder.from_data(faces[0], voices[0], crop, train_config),
+        train_builder = SyntheticBuilder.from_data(faces[0], voices[0], crop, train_config)
+        # The fused stage is the only one that shows the LSTM both modalities, and it must
+        # not forget how to read each alone (the FER+ and RAVDESS bars score them alone).
+        if face_rehearsal > 0:  # share among what voice rehearsal leaves, so shares add up
+            train_builder = RehearsalBuilder(
+                train_builder, FaceOnlyBuilder(faces[0], crop, REHEARSAL_STEPS),
+                face_rehearsal / (1 - voice_rehearsal))
+        if voice_rehearsal > 0:
+            train_builder = RehearsalBuilder(train_builder, VoiceOnlyBuilder(voices[0], crop),
+                                             voice_rehearsal)
+        return pair(train_builder,
                     SyntheticBuilder.from_data(faces[1], voices[1], crop,
                                                SyntheticConfig(seconds=steps / 25)))
     raise ValueError(f"unknown stage {stage!r}: choose face, voice, fused or recordings")
@@ -534,8 +553,12 @@ def parse_args(argv):
     parser.add_argument("--voice-gain-db", type=float, default=0.0,
                         help="voice stage: random level change within +- this many dB")
     parser.add_argument("--face-rehearsal", type=float, default=0.0,
-                        help="voice stage: share of training sequences that are FER+ faces "
-                             "(keeps the LSTM reading faces while it learns the voice)")
+                        help="voice and fused stages: share of training sequences that are "
+                             "FER+ faces alone (keeps the LSTM reading faces while it learns "
+                             "the voice)")
+    parser.add_argument("--voice-rehearsal", type=float, default=0.0,
+                        help="fused stage: share of training sequences that are RAVDESS "
+                             "clips alone (keeps the LSTM reading voices without a face)")
     parser.add_argument("--select", default="step", choices=["step", "sequence"],
                         help="keep as best.pt the epoch with the best mean CCC over steps, "
                              "or over each sequence's mean (clip-level scoring)")
@@ -576,14 +599,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "recordings":
             if not args.dataset:
                 raise ValueError("--stage recordings needs --dataset KIND:PATH")
-            check_voice_stage_options(args.stage, voice_augment, args.face_rehearsal)
+            check_voice_stage_options(args.stage, voice_augment, args.face_rehearsal,
+                                      args.voice_rehearsal)
             train_set, valid_set = recording_datasets(args.dataset, crop, args.steps, args.seed)
         else:
             train_set, valid_set = build_datasets(args.stage, args.data_root, crop,
                                                   args.train_sequences, args.valid_sequences,
                                                   args.steps, args.seed, args.p_face_missing,
                                                   args.p_silence, voice_augment,
-                                                  args.face_rehearsal)
+                                                  args.face_rehearsal, args.voice_rehearsal)
         from training.data.sequences import collate_sequences
 
         best = train(config, train_set, valid_set, collate_sequences, distributed)
