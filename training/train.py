@@ -146,6 +146,8 @@ class WeightAverage:
 
     Why: in the voice stage the raw weights' validation CCC swung by up to 0.07 from one
     epoch to the next even at the end of the cosine schedule; the average is smoother.
+    Measured on the default recipe's voice stage (decay 0.995) it did not score higher:
+    RAVDESS clips 0.59 / 0.24 against 0.63 / 0.30 for the raw weights' best epoch.
     """
 
     def __init__(self, model: AffectNet, decay: float):
