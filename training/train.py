@@ -399,7 +399,7 @@ DEFAULT_DATA_ROOT = Path("../shared/data")
 REHEARSAL_STEPS = 50  # 2 s of a held face, beside voice clips of up to 4 s
 
 
-def check_voice_stage_options(stage: str, voice_augment, face_rehearsal: float,
+def check_stage_options(stage: str, voice_augment, face_rehearsal: float,
                               voice_rehearsal: float = 0.0) -> None:
     """Refuse stage-specific options elsewhere: ignoring them would mislabel the run."""
     if face_rehearsal > 0 and stage not in ("voice", "fused"):
@@ -428,7 +428,7 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
     voice silent, ``voice_rehearsal`` (fused stage) the share of whole RAVDESS training
     clips without a face.
     """
-    check_voice_stage_options(stage, voice_augment, face_rehearsal, voice_rehearsal)
+    check_stage_options(stage, voice_augment, face_rehearsal, voice_rehearsal)
     from training.data.ferplus import load_ferplus
     from training.data.ravdess import load_ravdess, split_actors
     from training.data.sequences import (NO_JITTER, FaceOnlyBuilder, SequenceDataset,
@@ -601,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "recordings":
             if not args.dataset:
                 raise ValueError("--stage recordings needs --dataset KIND:PATH")
-            check_voice_stage_options(args.stage, voice_augment, args.face_rehearsal,
+            check_stage_options(args.stage, voice_augment, args.face_rehearsal,
                                       args.voice_rehearsal)
             train_set, valid_set = recording_datasets(args.dataset, crop, args.steps, args.seed)
         else:
