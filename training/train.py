@@ -602,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.dataset:
                 raise ValueError("--stage recordings needs --dataset KIND:PATH")
             check_stage_options(args.stage, voice_augment, args.face_rehearsal,
-                                      args.voice_rehearsal)
+                                args.voice_rehearsal)
             train_set, valid_set = recording_datasets(args.dataset, crop, args.steps, args.seed)
         else:
             train_set, valid_set = build_datasets(args.stage, args.data_root, crop,
