@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
@@ -43,6 +45,15 @@ def test_onnx_matches_torch_and_stepping_matches_whole(tiny_checkpoint, tmp_path
     model.load_state_dict(torch.load(tiny_checkpoint, weights_only=True)["model"])
     report = check_parity(model.eval(), output, steps=200)
     assert report.torch_vs_onnx <= 1e-4 and report.stepped_vs_whole <= 1e-4
+
+
+def test_time_pooled_audio_exports_with_parity(tmp_path):
+    torch.manual_seed(4)
+    config = replace(preset("tiny"), audio_pooling="time")
+    save_checkpoint(tmp_path / "time.pt", AffectNet(config).eval(), "tiny")
+    export_checkpoint(tmp_path / "time.pt", tmp_path / "time.onnx", steps=50)
+    session = AffectSession(tmp_path / "time.onnx")
+    assert session.spec.network["audio_pooling"] == "time"
 
 
 def test_state_is_carried_between_steps(tiny_model_path):

@@ -4,7 +4,7 @@ import torch
 
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.losses import ccc_loss
-from training.network import PRESETS, AffectNet, AudioCNN, ResNet, preset
+from training.network import PRESETS, AffectNet, AudioCNN, ResNet, preset, with_audio_pooling
 
 
 def test_audio_branch_is_the_papers_shape():
@@ -12,6 +12,45 @@ def test_audio_branch_is_the_papers_shape():
     assert branch.conv1.kernel_size == (20,) and branch.conv1.out_channels == 40
     assert branch.conv2.kernel_size == (40,) and branch.conv2.out_channels == 40
     assert branch.eval()(torch.randn(3, 640)).shape == (3, 1280)
+
+
+def test_time_pooled_audio_features_move_far_less_than_the_papers_when_speech_shifts_1_ms():
+    # The paper's pooling ties each feature to a sample position inside the 40 ms window,
+    # so a 1 ms shift of the same sound changes it; pooling each filter over time does not.
+    torch.manual_seed(0)
+    time_pooled = AudioCNN(40, 0.0, gain=30.0, pooling="time").eval()
+    paper = AudioCNN(40, 0.0, gain=30.0).eval()
+    paper.load_state_dict(time_pooled.state_dict())
+    t = torch.arange(640 + 16) / 16000
+    tone = 0.03 * (torch.sin(2 * torch.pi * 180 * t) + 0.5 * torch.sin(2 * torch.pi * 900 * t))
+    window, shifted = tone[:640][None], tone[16:][None]
+    assert time_pooled(window).shape == (1, 80)
+
+    def relative_change(branch):
+        with torch.no_grad():
+            a, b = branch(window), branch(shifted)
+        return float((a - b).norm() / a.norm())
+
+    # measured 0.12 (time) vs 0.41 (paper); what still moves is the window's edges
+    assert relative_change(time_pooled) < 0.2
+    assert relative_change(paper) > 2.5 * relative_change(time_pooled)
+
+
+def test_switching_audio_pooling_keeps_every_weight_but_the_audio_lstm_columns():
+    torch.manual_seed(0)
+    paper = AffectNet(preset("tiny"))
+    switched = with_audio_pooling(paper, "time")
+    assert switched.config.audio_pooling == "time" and switched.audio.out_features == 20
+    old, new = paper.state_dict(), switched.state_dict()
+    assert all(torch.equal(old[name], new[name]) for name in old if name != "lstm.weight_ih_l0")
+    # visual features and the face mask feed the same LSTM weights as before
+    assert torch.equal(old["lstm.weight_ih_l0"][:, 320:], new["lstm.weight_ih_l0"][:, 20:])
+    assert with_audio_pooling(switched, "time") is switched
+
+
+def test_unknown_audio_pooling_is_named():
+    with pytest.raises(ValueError, match="audio_pooling must be 'filters' or 'time'"):
+        AudioCNN(40, pooling="frequency")
 
 
 def test_audio_dropout_only_in_training():
@@ -42,6 +81,15 @@ def test_checkpoints_from_before_the_audio_gain_load_at_gain_one(tmp_path):
     torch.save(checkpoint, tmp_path / "old.pt")
     loaded, _ = load_checkpoint(tmp_path / "old.pt")
     assert loaded.audio.gain == 1.0
+
+
+def test_checkpoints_from_before_audio_pooling_keep_the_papers_pooling(tmp_path):
+    save_checkpoint(tmp_path / "old.pt", AffectNet(preset("tiny")), "tiny")
+    checkpoint = torch.load(tmp_path / "old.pt", weights_only=True)
+    del checkpoint["config"]["audio_pooling"]
+    torch.save(checkpoint, tmp_path / "old.pt")
+    loaded, _ = load_checkpoint(tmp_path / "old.pt")
+    assert loaded.audio.pooling == "filters" and loaded.audio.out_features == 320
 
 
 def test_category_head_is_training_only_and_old_checkpoints_load_without_it(tmp_path):

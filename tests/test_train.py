@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from training.checkpoint import load_checkpoint
 from training.network import AffectNet, preset
 from training.train import REHEARSAL_STEPS, build_datasets, main, seed_everything
 
@@ -135,6 +136,26 @@ def test_frozen_visual_branch_keeps_its_batchnorm_statistics(tiny_corpora, tmp_p
     # fused batches show the ResNet faces; frozen means its statistics do not move either
     assert all(torch.equal(before[name], after[name]) for name in visual)
     assert not torch.equal(before["head.weight"], after["head.weight"])
+
+
+def test_voice_stage_can_switch_to_time_pooled_audio_and_keeps_the_face_stage(
+        tiny_corpora, tmp_path, capsys):
+    face = tmp_path / "face"
+    assert main([*TINY_RUN, "--stage", "face", "--data-root", str(tiny_corpora),
+                 "--out", str(face), "--epochs", "1", "--freeze", "audio"]) == 0
+    voice = tmp_path / "voice"
+    assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
+                 "--out", str(voice), "--epochs", "1", "--init", str(face / "last.pt"),
+                 "--freeze", "visual", "--audio-pooling", "time"]) == 0
+    assert "audio pooling filters -> time" in capsys.readouterr().out
+    model, _ = load_checkpoint(voice / "best.pt")
+    assert model.config.audio_pooling == "time" and model.audio.out_features == 20
+    before = torch.load(face / "last.pt", weights_only=True)["model"]
+    after = model.state_dict()
+    assert torch.equal(before["visual.stem.0.weight"], after["visual.stem.0.weight"])
+    # the audio branch and its new LSTM columns learned; the LSTM is 4x32 gates wide
+    assert after["lstm.weight_ih_l0"].shape == (128, 20 + 8 * 8 + 1)
+    assert not torch.equal(before["audio.conv2.weight"], after["audio.conv2.weight"])
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path, capsys):

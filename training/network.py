@@ -28,6 +28,11 @@ class NetworkConfig:
     # 0.005-0.08 (-46..-22 dBFS), so at gain 1 the conv biases swamp the signal and the
     # audio branch learns very slowly; 30 brings typical speech near unit scale.
     audio_gain: float = 1.0
+    # How the second conv layer's [filters x 320] map becomes features. "filters" (the
+    # paper): max-pool across groups of 10 filters, 1,280 features tied to sample positions.
+    # "time": log(1 + max) and log(1 + mean) of each filter over the window, 2 x filters
+    # features that do not move when the speech shifts by a few samples.
+    audio_pooling: str = "filters"
     resnet_block: str = "bottleneck"  # "bottleneck" (ResNet-50) or "basic" (ResNet-18/34)
     resnet_layers: tuple[int, ...] = (3, 4, 6, 3)
     resnet_width: int = 64  # channels of the stem; stages use width x 1, 2, 4, 8
@@ -53,6 +58,7 @@ class NetworkConfig:
         values = dict(values)
         values["resnet_layers"] = tuple(values["resnet_layers"])
         values.setdefault("category_classes", 0)  # checkpoints from before the head
+        values.setdefault("audio_pooling", "filters")  # checkpoints from before the option
         return cls(**values)
 
 
@@ -96,21 +102,29 @@ class AudioCNN(nn.Module):
     -> max-pool 10 across the filters -> 320 time positions x 4 = 1,280.
     """
 
-    def __init__(self, filters: int = 40, dropout: float = 0.5, gain: float = 1.0):
+    def __init__(self, filters: int = 40, dropout: float = 0.5, gain: float = 1.0,
+                 pooling: str = "filters"):
         super().__init__()
         self.gain = gain
-        if filters % 10:
+        if pooling not in ("filters", "time"):
+            raise ValueError(f"audio_pooling must be 'filters' or 'time', not {pooling!r}")
+        if pooling == "filters" and filters % 10:
             raise ValueError("audio_filters must be a multiple of 10 (pooled across filters by 10)")
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.conv1 = nn.Conv1d(1, filters, 20)
         self.conv2 = nn.Conv1d(filters, filters, 40)
-        self.out_features = WINDOW_SAMPLES // 2 * filters // 10
+        self.out_features = (WINDOW_SAMPLES // 2 * filters // 10 if pooling == "filters"
+                             else 2 * filters)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:  # [N, 640] -> [N, 1280]
         x = self.dropout(windows * self.gain).unsqueeze(1)
         x = F.relu(self.conv1(pad_same(x, 20)))
         x = F.max_pool1d(x, 2)
         x = F.relu(self.conv2(pad_same(x, 40)))  # [N, filters, 320]
+        if self.pooling == "time":
+            # log: speech level spans ~40 dB, which the LSTM should see as offsets, not scale.
+            return torch.log1p(torch.cat([x.amax(dim=2), x.mean(dim=2)], dim=1))
         x = F.max_pool1d(x.transpose(1, 2), 10)  # pool across filters: [N, 320, filters/10]
         return x.flatten(1)
 
@@ -197,7 +211,8 @@ class AffectNet(nn.Module):
     def __init__(self, config: NetworkConfig):
         super().__init__()
         self.config = config
-        self.audio = AudioCNN(config.audio_filters, config.audio_dropout, config.audio_gain)
+        self.audio = AudioCNN(config.audio_filters, config.audio_dropout, config.audio_gain,
+                              config.audio_pooling)
         self.visual = ResNet(config.resnet_block, config.resnet_layers, config.resnet_width,
                              config.face_channels)
         # +1: the LSTM sees the face mask itself, so "no face" differs from "a face whose
@@ -249,3 +264,23 @@ class AffectNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def with_audio_pooling(model: AffectNet, pooling: str) -> AffectNet:
+    """The same network with another audio pooling: every weight is kept except the LSTM's
+    input weights from the audio features, which start fresh (their width changes). Meant
+    for a stage boundary after a stage that froze the audio branch, where those weights
+    only ever saw silence."""
+    if model.config.audio_pooling == pooling:
+        return model
+    converted = AffectNet(replace(model.config, audio_pooling=pooling))
+    state = converted.state_dict()
+    old_audio, new_audio = model.audio.out_features, converted.audio.out_features
+    for name, value in model.state_dict().items():
+        if name == "lstm.weight_ih_l0":  # columns: audio features, then visual + face mask
+            state[name][:, new_audio:] = value[:, old_audio:]
+        else:
+            state[name] = value
+    converted.load_state_dict(state)
+    return converted.train(model.training)
+

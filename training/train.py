@@ -36,7 +36,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.losses import category_loss, modality_ccc_loss, regression_metrics
-from training.network import AffectNet, preset
+from training.network import AffectNet, preset, with_audio_pooling
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class TrainConfig:
     category_weight: float = 0.0  # cross-entropy of the training-only category head
     select: str = "step"  # best.pt by CCC over "step"s or over "sequence" means
     ema: float = 0.0  # decay of the weight average that is validated and saved; 0 = raw weights
+    audio_pooling: str | None = None  # switch the audio branch's pooling (network.py); None = keep
     card: dict = field(default_factory=dict)  # provenance for the exported model's spec
 
 
@@ -229,10 +230,15 @@ def train_mode(model: AffectNet, frozen: tuple[str, ...]) -> None:
 
 def build_model(config: TrainConfig) -> AffectNet:
     if config.init is None:
-        return AffectNet(preset(config.preset))
-    model, _ = load_checkpoint(config.init)
-    if model.config != preset(config.preset):
-        print(f"note: --init {config.init} has its own architecture; --preset ignored")
+        model = AffectNet(preset(config.preset))
+    else:
+        model, _ = load_checkpoint(config.init)
+        if model.config != preset(config.preset):
+            print(f"note: --init {config.init} has its own architecture; --preset ignored")
+    if config.audio_pooling and config.audio_pooling != model.config.audio_pooling:
+        print(f"note: audio pooling {model.config.audio_pooling} -> {config.audio_pooling}; "
+              "the LSTM's weights from the audio features start fresh")
+        model = with_audio_pooling(model, config.audio_pooling)
     return model
 
 
@@ -567,6 +573,11 @@ def parse_args(argv):
     parser.add_argument("--ema", type=float, default=0.0,
                         help="validate and save an exponential moving average of the weights "
                              "with this decay per optimiser step (e.g. 0.995); 0 = off")
+    parser.add_argument("--audio-pooling", choices=["filters", "time"],
+                        help="audio features: 'filters' (the paper: max across filter "
+                             "groups, tied to sample positions) or 'time' (each filter's "
+                             "log max and mean over the window); default: keep the preset's "
+                             "or --init's")
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                         help="learning-rate schedule (constant = the paper)")
     parser.add_argument("--clip-norm", type=float, default=1.0)
@@ -592,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
             freeze=tuple(args.freeze), schedule=args.schedule,
             voice_only_weight=args.voice_only_weight, per_modality=args.per_modality_ccc,
             category_weight=args.category_weight,
-            select=args.select, ema=args.ema,
+            select=args.select, ema=args.ema, audio_pooling=args.audio_pooling,
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         from training.data.sequences import VoiceAugment
 
