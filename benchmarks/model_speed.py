@@ -1,6 +1,7 @@
 """Speed of one live 40 ms step (T=1) for each preset, exported to ONNX.
 
     python benchmarks/model_speed.py [--presets paper light small] [--runs 300]
+                                     [--audio-pooling filters|time]
 
 Reports parameters, FLOPs per step, ONNX Runtime step latency p50/p95 on 1 and 2
 threads, and achieved FLOP/s as a share of a matrix-multiply peak measured with the
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +107,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["paper", "light", "small"])
     parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--audio-pooling", choices=["filters", "time"],
+                        help="override the presets' audio pooling (the shipped model: time)")
     args = parser.parse_args()
     peaks = {threads: matmul_peak_gflops(threads) for threads in (1, 2)}
     print(f"ONNX Runtime MatMul peak: {peaks[1]:.1f} GFLOP/s on 1 thread, "
@@ -115,7 +119,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name in args.presets:
             torch.manual_seed(0)
-            model = AffectNet(PRESETS[name]).eval()
+            config = PRESETS[name]
+            if args.audio_pooling:
+                config = replace(config, audio_pooling=args.audio_pooling)
+            model = AffectNet(config).eval()
             path = Path(folder) / f"{name}.onnx"
             export_onnx(model, spec_for(model, name, name), path)
             flops = flops_per_step(model)
