@@ -30,6 +30,14 @@ TRAINING_DATA = (
 LICENCE = ("CC BY-NC-SA 4.0, non-commercial: inherited from RAVDESS; FER2013 images are "
            "for research use")
 
+# The audio branch's last step (NetworkConfig.audio_pooling), and why where it is not the paper's.
+AUDIO_POOLING = {
+    "filters": ("max-pool 10 across filters -> 1,280 features", None),
+    "time": ("log(1 + max) and log(1 + mean) of each filter over\n  the window -> 80 "
+             "features (the paper: max-pool 10 across filters; why: below)",
+             (Path(__file__).with_name("model_card_audio_pooling.md"))),
+}
+
 # What each evaluation folder measures and the command that reproduces it.
 EVALUATIONS = {
     "ferplus": ("FER+ FER2013Valid, face only (voice masked), per image",
@@ -134,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     training_time = args.time.read_text().strip() if args.time and args.time.is_file() else "?"
     # the model's own architecture; models exported before the spec carried it: its preset's
     network = spec.network or preset(spec.preset).to_dict()
+    pooling, pooling_note = AUDIO_POOLING[network.get("audio_pooling", "filters")]
     card = args.template.read_text().format(
+        audio_pooling=pooling,
+        audio_pooling_note=pooling_note.read_text() + "\n" if pooling_note else "",
         name=spec.name, preset=spec.preset, audio_gain=network["audio_gain"],
         audio_dropout=network["audio_dropout"], face_size=spec.face.size,
         face_channels=spec.face.channels, face_margin=spec.face.margin,
