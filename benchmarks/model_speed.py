@@ -22,7 +22,7 @@ from torch import nn
 
 from models.runtime import AffectSession
 from training.export import export_onnx, spec_for
-from training.network import PRESETS, AffectNet, count_parameters
+from training.network import AUDIO_POOLINGS, PRESETS, AffectNet, count_parameters
 
 
 def flops_per_step(model: AffectNet) -> int:
@@ -107,7 +107,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="+", default=["paper", "light", "small"])
     parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--audio-pooling", choices=["filters", "time"],
+    parser.add_argument("--audio-pooling", choices=AUDIO_POOLINGS,
                         help="override the presets' audio pooling (the shipped model: time)")
     args = parser.parse_args()
     peaks = {threads: matmul_peak_gflops(threads) for threads in (1, 2)}

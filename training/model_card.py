@@ -35,7 +35,7 @@ AUDIO_POOLING = {
     "filters": ("max-pool 10 across filters -> 1,280 features", None),
     "time": ("log(1 + max) and log(1 + mean) of each filter over\n  the window -> 80 "
              "features (the paper: max-pool 10 across filters; why: below)",
-             (Path(__file__).with_name("model_card_audio_pooling.md"))),
+             Path(__file__).with_name("model_card_audio_pooling.md")),
 }
 
 # What each evaluation folder measures and the command that reproduces it.

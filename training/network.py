@@ -95,18 +95,22 @@ def pad_same(x: torch.Tensor, kernel: int) -> torch.Tensor:
     return F.pad(x, (left, kernel - 1 - left))
 
 
+AUDIO_POOLINGS = ("filters", "time")  # NetworkConfig.audio_pooling
+
+
 class AudioCNN(nn.Module):
-    """Raw 640-sample window -> 1,280 features, as in the authors' TensorFlow code.
+    """Raw 640-sample window -> features, as in the authors' TensorFlow code.
 
     dropout -> conv 40x20 (SAME) + ReLU -> max-pool 2 in time -> conv 40x40 (SAME) + ReLU
-    -> max-pool 10 across the filters -> 320 time positions x 4 = 1,280.
+    -> pooling "filters" (the paper): max-pool 10 across the filters -> 320 time positions
+    x 4 = 1,280; or pooling "time": log(1 + max) and log(1 + mean) of each filter -> 80.
     """
 
     def __init__(self, filters: int = 40, dropout: float = 0.5, gain: float = 1.0,
                  pooling: str = "filters"):
         super().__init__()
         self.gain = gain
-        if pooling not in ("filters", "time"):
+        if pooling not in AUDIO_POOLINGS:
             raise ValueError(f"audio_pooling must be 'filters' or 'time', not {pooling!r}")
         if pooling == "filters" and filters % 10:
             raise ValueError("audio_filters must be a multiple of 10 (pooled across filters by 10)")
@@ -117,7 +121,7 @@ class AudioCNN(nn.Module):
         self.out_features = (WINDOW_SAMPLES // 2 * filters // 10 if pooling == "filters"
                              else 2 * filters)
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:  # [N, 640] -> [N, 1280]
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:  # [N, 640] -> [N, out_features]
         x = self.dropout(windows * self.gain).unsqueeze(1)
         x = F.relu(self.conv1(pad_same(x, 20)))
         x = F.max_pool1d(x, 2)
@@ -283,4 +287,3 @@ def with_audio_pooling(model: AffectNet, pooling: str) -> AffectNet:
             state[name] = value
     converted.load_state_dict(state)
     return converted.train(model.training)
-

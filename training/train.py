@@ -36,7 +36,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.losses import category_loss, modality_ccc_loss, regression_metrics
-from training.network import AffectNet, preset, with_audio_pooling
+from training.network import AUDIO_POOLINGS, AffectNet, preset, with_audio_pooling
 
 
 @dataclass(frozen=True)
@@ -406,7 +406,7 @@ REHEARSAL_STEPS = 50  # 2 s of a held face, beside voice clips of up to 4 s
 
 
 def check_stage_options(stage: str, voice_augment, face_rehearsal: float,
-                              voice_rehearsal: float = 0.0) -> None:
+                        voice_rehearsal: float = 0.0) -> None:
     """Refuse stage-specific options elsewhere: ignoring them would mislabel the run."""
     if face_rehearsal > 0 and stage not in ("voice", "fused"):
         raise ValueError(f"--face-rehearsal is for the voice and fused stages, not {stage!r}")
@@ -573,7 +573,7 @@ def parse_args(argv):
     parser.add_argument("--ema", type=float, default=0.0,
                         help="validate and save an exponential moving average of the weights "
                              "with this decay per optimiser step (e.g. 0.995); 0 = off")
-    parser.add_argument("--audio-pooling", choices=["filters", "time"],
+    parser.add_argument("--audio-pooling", choices=AUDIO_POOLINGS,
                         help="audio features: 'filters' (the paper: max across filter "
                              "groups, tied to sample positions) or 'time' (each filter's "
                              "log max and mean over the window); default: keep the preset's "
