@@ -1,7 +1,7 @@
 """Speed of one live 40 ms step (T=1) for each preset, exported to ONNX.
 
     python benchmarks/model_speed.py [--presets paper light small] [--runs 300]
-                                     [--audio-pooling filters|time]
+                                     [--audio-pooling filters|time] [--audio-kernel N]
 
 Reports parameters, FLOPs per step, ONNX Runtime step latency p50/p95 on 1 and 2
 threads, and achieved FLOP/s as a share of a matrix-multiply peak measured with the
@@ -109,6 +109,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--audio-pooling", choices=AUDIO_POOLINGS,
                         help="override the presets' audio pooling (the shipped model: time)")
+    parser.add_argument("--audio-kernel", type=int,
+                        help="override the presets' first audio conv taps (the paper: 20)")
     args = parser.parse_args()
     peaks = {threads: matmul_peak_gflops(threads) for threads in (1, 2)}
     print(f"ONNX Runtime MatMul peak: {peaks[1]:.1f} GFLOP/s on 1 thread, "
@@ -122,6 +124,8 @@ def main() -> None:
             config = PRESETS[name]
             if args.audio_pooling:
                 config = replace(config, audio_pooling=args.audio_pooling)
+            if args.audio_kernel:
+                config = replace(config, audio_kernel=args.audio_kernel)
             model = AffectNet(config).eval()
             path = Path(folder) / f"{name}.onnx"
             export_onnx(model, spec_for(model, name, name), path)

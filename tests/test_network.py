@@ -4,7 +4,8 @@ import torch
 
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.losses import ccc_loss
-from training.network import PRESETS, AffectNet, AudioCNN, ResNet, preset, with_audio_pooling
+from training.network import (PRESETS, AffectNet, AudioCNN, NetworkConfig, ResNet, preset,
+                              with_audio_branch)
 
 
 def test_audio_branch_is_the_papers_shape():
@@ -39,13 +40,33 @@ def test_time_pooled_audio_features_move_far_less_than_the_papers_when_speech_sh
 def test_switching_audio_pooling_keeps_every_weight_but_the_audio_lstm_columns():
     torch.manual_seed(0)
     paper = AffectNet(preset("tiny"))
-    switched = with_audio_pooling(paper, "time")
+    switched = with_audio_branch(paper, "time")
     assert switched.config.audio_pooling == "time" and switched.audio.out_features == 20
     old, new = paper.state_dict(), switched.state_dict()
     assert all(torch.equal(old[name], new[name]) for name in old if name != "lstm.weight_ih_l0")
     # visual features and the face mask feed the same LSTM weights as before
     assert torch.equal(old["lstm.weight_ih_l0"][:, 320:], new["lstm.weight_ih_l0"][:, 20:])
-    assert with_audio_pooling(switched, "time") is switched
+    assert with_audio_branch(switched, "time") is switched
+
+
+def test_switching_audio_kernel_starts_the_first_audio_conv_fresh():
+    torch.manual_seed(0)
+    paper = AffectNet(preset("tiny"))
+    switched = with_audio_branch(paper, "time", kernel=160)
+    assert switched.audio.conv1.weight.shape[-1] == 160
+    h, c = switched.initial_state(1)
+    assert switched(torch.randn(1, 3, 640), torch.zeros(1, 3, 1, 32, 32), torch.zeros(1, 3),
+                    h, c)[0].shape == (1, 3, 2)
+    old, new = paper.state_dict(), switched.state_dict()
+    fresh = {"audio.conv1.weight", "audio.conv1.bias", "lstm.weight_ih_l0"}
+    assert all(torch.equal(old[name], new[name]) for name in old if name not in fresh)
+    assert torch.equal(old["lstm.weight_ih_l0"][:, 320:], new["lstm.weight_ih_l0"][:, 20:])
+
+
+def test_checkpoints_from_before_the_kernel_option_keep_the_papers_kernel():
+    values = preset("tiny").to_dict()
+    del values["audio_kernel"]
+    assert AffectNet(NetworkConfig.from_dict(values)).audio.conv1.weight.shape[-1] == 20
 
 
 def test_unknown_audio_pooling_is_named():

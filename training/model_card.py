@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         audio_pooling=pooling,
         audio_pooling_note=pooling_note.read_text() + "\n" if pooling_note else "",
         name=spec.name, preset=spec.preset, audio_gain=network["audio_gain"],
+        audio_filters=network["audio_filters"], audio_kernel=network.get("audio_kernel", 20),
         audio_dropout=network["audio_dropout"], face_size=spec.face.size,
         face_channels=spec.face.channels, face_margin=spec.face.margin,
         state=f"{spec.lstm_layers} x {spec.lstm_hidden}", metrics_table=metrics_table(metrics),

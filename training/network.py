@@ -23,6 +23,9 @@ class NetworkConfig:
     """Every architectural choice; saved in each checkpoint so a model rebuilds from it."""
 
     audio_filters: int = 40  # conv filters in both audio layers (authors' code)
+    # Taps of the first audio conv at 16 kHz: 20 (1.25 ms) in the authors' code. Longer
+    # filters resolve pitch harmonics (100-300 Hz apart), which 1.25 ms cannot.
+    audio_kernel: int = 20
     audio_dropout: float = 0.5  # dropout on the raw window, training only (slim default)
     # Fixed gain on the raw window before the CNN. Speech reaches the model at an RMS of
     # 0.005-0.08 (-46..-22 dBFS), so at gain 1 the conv biases swamp the signal and the
@@ -59,6 +62,7 @@ class NetworkConfig:
         values["resnet_layers"] = tuple(values["resnet_layers"])
         values.setdefault("category_classes", 0)  # checkpoints from before the head
         values.setdefault("audio_pooling", "filters")  # checkpoints from before the option
+        values.setdefault("audio_kernel", 20)  # likewise
         return cls(**values)
 
 
@@ -101,29 +105,30 @@ AUDIO_POOLINGS = ("filters", "time")  # NetworkConfig.audio_pooling
 class AudioCNN(nn.Module):
     """Raw 640-sample window -> features, as in the authors' TensorFlow code.
 
-    dropout -> conv 40x20 (SAME) + ReLU -> max-pool 2 in time -> conv 40x40 (SAME) + ReLU
+    dropout -> conv 40x20 (SAME; 20 = kernel) + ReLU -> max-pool 2 in time -> conv 40x40 (SAME) + ReLU
     -> pooling "filters" (the paper): max-pool 10 across the filters -> 320 time positions
     x 4 = 1,280; or pooling "time": log(1 + max) and log(1 + mean) of each filter -> 80.
     """
 
     def __init__(self, filters: int = 40, dropout: float = 0.5, gain: float = 1.0,
-                 pooling: str = "filters"):
+                 pooling: str = "filters", kernel: int = 20):
         super().__init__()
         self.gain = gain
+        self.kernel = kernel
         if pooling not in AUDIO_POOLINGS:
             raise ValueError(f"audio_pooling must be 'filters' or 'time', not {pooling!r}")
         if pooling == "filters" and filters % 10:
             raise ValueError("audio_filters must be a multiple of 10 (pooled across filters by 10)")
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
-        self.conv1 = nn.Conv1d(1, filters, 20)
+        self.conv1 = nn.Conv1d(1, filters, kernel)
         self.conv2 = nn.Conv1d(filters, filters, 40)
         self.out_features = (WINDOW_SAMPLES // 2 * filters // 10 if pooling == "filters"
                              else 2 * filters)
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:  # [N, 640] -> [N, out_features]
         x = self.dropout(windows * self.gain).unsqueeze(1)
-        x = F.relu(self.conv1(pad_same(x, 20)))
+        x = F.relu(self.conv1(pad_same(x, self.kernel)))
         x = F.max_pool1d(x, 2)
         x = F.relu(self.conv2(pad_same(x, 40)))  # [N, filters, 320]
         if self.pooling == "time":
@@ -216,7 +221,7 @@ class AffectNet(nn.Module):
         super().__init__()
         self.config = config
         self.audio = AudioCNN(config.audio_filters, config.audio_dropout, config.audio_gain,
-                              config.audio_pooling)
+                              config.audio_pooling, config.audio_kernel)
         self.visual = ResNet(config.resnet_block, config.resnet_layers, config.resnet_width,
                              config.face_channels)
         # +1: the LSTM sees the face mask itself, so "no face" differs from "a face whose
@@ -270,20 +275,24 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def with_audio_pooling(model: AffectNet, pooling: str) -> AffectNet:
-    """The same network with another audio pooling: every weight is kept except the LSTM's
-    input weights from the audio features, which start fresh (their width changes). Meant
-    for a stage boundary after a stage that froze the audio branch, where those weights
-    only ever saw silence."""
-    if model.config.audio_pooling == pooling:
+def with_audio_branch(model: AffectNet, pooling: str | None = None,
+                      kernel: int | None = None) -> AffectNet:
+    """The same network with another audio pooling and/or first-layer kernel: every weight
+    is kept except the LSTM's input weights from the audio features, which start fresh (their
+    width or meaning changes), and, for a new kernel, the first audio conv. Meant for a stage
+    boundary after a stage that froze the audio branch, where those weights only ever saw
+    silence."""
+    config = replace(model.config, audio_pooling=pooling or model.config.audio_pooling,
+                     audio_kernel=kernel or model.config.audio_kernel)
+    if config == model.config:
         return model
-    converted = AffectNet(replace(model.config, audio_pooling=pooling))
+    converted = AffectNet(config)
     state = converted.state_dict()
     old_audio, new_audio = model.audio.out_features, converted.audio.out_features
     for name, value in model.state_dict().items():
         if name == "lstm.weight_ih_l0":  # columns: audio features, then visual + face mask
             state[name][:, new_audio:] = value[:, old_audio:]
-        else:
+        elif not (name.startswith("audio.conv1.") and config.audio_kernel != model.config.audio_kernel):
             state[name] = value
     converted.load_state_dict(state)
     return converted.train(model.training)

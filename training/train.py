@@ -36,7 +36,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.losses import category_loss, modality_ccc_loss, regression_metrics
-from training.network import AUDIO_POOLINGS, AffectNet, preset, with_audio_pooling
+from training.network import AUDIO_POOLINGS, AffectNet, preset, with_audio_branch
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class TrainConfig:
     select: str = "step"  # best.pt by CCC over "step"s or over "sequence" means
     ema: float = 0.0  # decay of the weight average that is validated and saved; 0 = raw weights
     audio_pooling: str | None = None  # switch the audio branch's pooling (network.py); None = keep
+    audio_kernel: int | None = None  # switch the first audio conv's taps; None = keep
     card: dict = field(default_factory=dict)  # provenance for the exported model's spec
 
 
@@ -235,11 +236,13 @@ def build_model(config: TrainConfig) -> AffectNet:
         model, _ = load_checkpoint(config.init)
         if model.config != preset(config.preset):
             print(f"note: --init {config.init} has its own architecture; --preset ignored")
-    if config.audio_pooling and config.audio_pooling != model.config.audio_pooling:
-        print(f"note: audio pooling {model.config.audio_pooling} -> {config.audio_pooling}; "
-              "the LSTM's weights from the audio features start fresh")
-        model = with_audio_pooling(model, config.audio_pooling)
-    return model
+    converted = with_audio_branch(model, config.audio_pooling, config.audio_kernel)
+    if converted is not model:
+        print(f"note: audio branch (pooling, kernel) {model.config.audio_pooling}, "
+              f"{model.config.audio_kernel} -> {converted.config.audio_pooling}, "
+              f"{converted.config.audio_kernel}; the LSTM's weights from the audio features "
+              "start fresh")
+    return converted
 
 
 def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
@@ -578,6 +581,10 @@ def parse_args(argv):
                              "groups, tied to sample positions) or 'time' (each filter's "
                              "log max and mean over the window); default: keep the preset's "
                              "or --init's")
+    parser.add_argument("--audio-kernel", type=int,
+                        help="taps of the first audio conv at 16 kHz (the paper: 20 = 1.25 ms); "
+                             "a new value starts that conv fresh; default: keep the preset's "
+                             "or --init's")
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                         help="learning-rate schedule (constant = the paper)")
     parser.add_argument("--clip-norm", type=float, default=1.0)
@@ -604,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             voice_only_weight=args.voice_only_weight, per_modality=args.per_modality_ccc,
             category_weight=args.category_weight,
             select=args.select, ema=args.ema, audio_pooling=args.audio_pooling,
+            audio_kernel=args.audio_kernel,
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         from training.data.sequences import VoiceAugment
 
