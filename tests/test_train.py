@@ -147,7 +147,7 @@ def test_voice_stage_can_switch_to_time_pooled_audio_and_keeps_the_face_stage(
     assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
                  "--out", str(voice), "--epochs", "1", "--init", str(face / "last.pt"),
                  "--freeze", "visual", "--audio-pooling", "time"]) == 0
-    assert "audio pooling filters -> time" in capsys.readouterr().out
+    assert "audio branch: pooling filters -> time" in capsys.readouterr().out
     model, _ = load_checkpoint(voice / "best.pt")
     assert model.config.audio_pooling == "time" and model.audio.out_features == 20
     before = torch.load(face / "last.pt", weights_only=True)["model"]

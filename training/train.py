@@ -238,9 +238,9 @@ def build_model(config: TrainConfig) -> AffectNet:
             print(f"note: --init {config.init} has its own architecture; --preset ignored")
     converted = with_audio_branch(model, config.audio_pooling, config.audio_kernel)
     if converted is not model:
-        print(f"note: audio branch (pooling, kernel) {model.config.audio_pooling}, "
-              f"{model.config.audio_kernel} -> {converted.config.audio_pooling}, "
-              f"{converted.config.audio_kernel}; the LSTM's weights from the audio features "
+        print(f"note: audio branch: pooling {model.config.audio_pooling} -> "
+              f"{converted.config.audio_pooling}, first-conv taps {model.config.audio_kernel} "
+              f"-> {converted.config.audio_kernel}; the LSTM's weights from the audio features "
               "start fresh")
     return converted
 
