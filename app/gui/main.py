@@ -116,19 +116,21 @@ def run_gui(argv: list[str] | None = None) -> int:
     for reason in devices.problems:
         window.status.message(reason, 0)
 
-    if args.screenshot:
-        def shoot() -> None:
-            save_screenshot(window, Path(args.screenshot))
-        QTimer.singleShot(int(1000 * (args.quit_after or 3.0)) - 200, shoot)
-    if args.quit_after:
-        def report_and_close() -> None:
-            # For smoke tests and benchmarks: what the engine did while the window ran.
-            if window.live is not None:
-                stats = window.live.stats()
-                print(f"affect-monitor: {stats.steps} steps, {stats.dropped_windows} dropped "
-                      f"windows, provider {stats.provider}", file=sys.stderr, flush=True)
-            window.close()
-        QTimer.singleShot(int(1000 * args.quit_after), report_and_close)
+    if args.screenshot or args.quit_after:
+        # One timer, so the screenshot always comes before the close: two single-shot timers
+        # of 3.8 and 4 s are coarse timers (5% slack) and may fire in either order.
+        def finish() -> None:
+            if args.screenshot:
+                save_screenshot(window, Path(args.screenshot))
+            if args.quit_after:
+                # For smoke tests and benchmarks: what the engine did while the window ran.
+                if window.live is not None:
+                    stats = window.live.stats()
+                    print(f"affect-monitor: {stats.steps} steps, {stats.dropped_windows} "
+                          f"dropped windows, provider {stats.provider}", file=sys.stderr,
+                          flush=True)
+                window.close()
+        QTimer.singleShot(int(1000 * (args.quit_after or 3.0)), finish)
     return app.exec()
 
 
