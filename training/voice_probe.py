@@ -61,7 +61,7 @@ def model_audio_branch(model_path: str) -> AudioCNN:
 def model_features(branch: AudioCNN, audio: np.ndarray) -> np.ndarray:
     x = windows(audio)
     with torch.no_grad():
-        features = branch(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+        features = branch(torch.from_numpy(np.array(x)))  # a writable copy.numpy()
     return clip_statistics(features, (x ** 2).mean(1))
 
 
