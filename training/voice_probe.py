@@ -24,7 +24,7 @@ from models.runtime import read_spec
 from models.spec import SAMPLE_RATE, WINDOW_SAMPLES
 from training.data.ravdess import TRAIN_ACTORS, load_ravdess
 from training.losses import ccc
-from training.network import AudioCNN, NetworkConfig
+from training.network import AudioCNN, NetworkConfig, preset
 
 RIDGE_STRENGTHS = (1.0, 10.0, 100.0, 1000.0)
 PITCH_RANGE_HZ = (60.0, 400.0)
@@ -47,8 +47,8 @@ def clip_statistics(features: np.ndarray, energy: np.ndarray) -> np.ndarray:
 def model_audio_branch(model_path: str) -> AudioCNN:
     """The exported model's audio branch as a torch module (eval mode)."""
     spec = read_spec(model_path)
-    config = NetworkConfig(**{key: value for key, value in spec.network.items()
-                              if key in NetworkConfig.__dataclass_fields__})
+    # models exported before the spec carried the network: their preset's
+    config = (NetworkConfig.from_dict(spec.network) if spec.network else preset(spec.preset))
     branch = AudioCNN(config.audio_filters, 0.0, config.audio_gain, config.audio_pooling,
                       config.audio_kernel).eval()
     weights = {init.name[len("audio."):]: torch.from_numpy(numpy_helper.to_array(init).copy())
@@ -61,7 +61,7 @@ def model_audio_branch(model_path: str) -> AudioCNN:
 def model_features(branch: AudioCNN, audio: np.ndarray) -> np.ndarray:
     x = windows(audio)
     with torch.no_grad():
-        features = branch(torch.from_numpy(np.array(x)))  # a writable copy.numpy()
+        features = branch(torch.from_numpy(np.array(x))).numpy()  # np.array: a writable copy
     return clip_statistics(features, (x ** 2).mean(1))
 
 
