@@ -2,6 +2,7 @@
 
     python benchmarks/model_speed.py [--presets paper light small] [--runs 300]
                                      [--audio-pooling filters|time] [--audio-kernel N]
+                                     [--audio-descriptors]
 
 Reports parameters, FLOPs per step, ONNX Runtime step latency p50/p95 on 1 and 2
 threads, and achieved FLOP/s as a share of a matrix-multiply peak measured with the
@@ -111,6 +112,8 @@ def main() -> None:
                         help="override the presets' audio pooling (the shipped model: time)")
     parser.add_argument("--audio-kernel", type=int,
                         help="override the presets' first audio conv taps (the paper: 20)")
+    parser.add_argument("--audio-descriptors", action="store_true",
+                        help="add the fixed acoustic descriptors (training/audio_descriptors.py)")
     args = parser.parse_args()
     peaks = {threads: matmul_peak_gflops(threads) for threads in (1, 2)}
     print(f"ONNX Runtime MatMul peak: {peaks[1]:.1f} GFLOP/s on 1 thread, "
@@ -126,6 +129,8 @@ def main() -> None:
                 config = replace(config, audio_pooling=args.audio_pooling)
             if args.audio_kernel:
                 config = replace(config, audio_kernel=args.audio_kernel)
+            if args.audio_descriptors:
+                config = replace(config, audio_descriptors=True)
             model = AffectNet(config).eval()
             path = Path(folder) / f"{name}.onnx"
             export_onnx(model, spec_for(model, name, name), path)

@@ -56,6 +56,17 @@ def test_time_pooled_audio_exports_with_parity(tmp_path):
     assert session.spec.network["audio_pooling"] == "time"
 
 
+def test_audio_descriptors_export_with_parity(tmp_path):
+    torch.manual_seed(5)
+    config = replace(preset("tiny"), audio_pooling="time", audio_descriptors=True)
+    model = AffectNet(config).eval()
+    save_checkpoint(tmp_path / "descriptors.pt", model, "tiny")
+    export_checkpoint(tmp_path / "descriptors.pt", tmp_path / "descriptors.onnx", steps=50)
+    assert AffectSession(tmp_path / "descriptors.onnx").spec.network["audio_descriptors"] is True
+    report = check_parity(model, tmp_path / "descriptors.onnx", steps=100)
+    assert report.torch_vs_onnx <= 1e-4 and report.stepped_vs_whole <= 1e-4
+
+
 def test_state_is_carried_between_steps(tiny_model_path):
     """Stepping without carrying h/c must differ from the whole sequence: state matters."""
     session = AffectSession(tiny_model_path)

@@ -291,3 +291,23 @@ def test_ema_run_saves_the_average_as_best_and_the_raw_weights_to_resume(
     assert not torch.allclose(resumed["ema"][name], last["model"][name], atol=1e-4)
     assert main([*common, "--epochs", "1", "--ema", "1.5"]) == 1
     assert "--ema must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_voice_stage_can_add_the_acoustic_descriptors(tiny_corpora, tmp_path, capsys):
+    face = tmp_path / "face"
+    assert main([*TINY_RUN, "--stage", "face", "--data-root", str(tiny_corpora),
+                 "--out", str(face), "--epochs", "1", "--freeze", "audio"]) == 0
+    voice = tmp_path / "voice"
+    assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
+                 "--out", str(voice), "--epochs", "1", "--init", str(face / "last.pt"),
+                 "--freeze", "visual", "--audio-pooling", "time", "--audio-descriptors"]) == 0
+    assert "descriptors False -> True" in capsys.readouterr().out
+    model, _ = load_checkpoint(voice / "best.pt")
+    assert model.config.audio_descriptors and model.audio.out_features == 20 + 43
+    assert model.state_dict()["lstm.weight_ih_l0"].shape == (128, 20 + 43 + 8 * 8 + 1)
+    # a later stage started from it keeps them without being asked again
+    fused = tmp_path / "fused"
+    assert main([*TINY_RUN, "--stage", "fused", "--data-root", str(tiny_corpora),
+                 "--out", str(fused), "--epochs", "1", "--init", str(voice / "best.pt"),
+                 "--freeze", "visual", "audio"]) == 0
+    assert load_checkpoint(fused / "best.pt")[0].config.audio_descriptors

@@ -38,6 +38,13 @@ AUDIO_POOLING = {
              Path(__file__).with_name("model_card_audio_pooling.md")),
 }
 
+# The card's line for NetworkConfig.audio_descriptors (not in the paper).
+AUDIO_DESCRIPTORS = (
+    "- beside the audio CNN, fixed acoustic descriptors of each window, with no trained\n"
+    "  weights (`training/audio_descriptors.py`): 40 log-mel bands relative to their mean, log\n"
+    "  energy, F0 at the normalised autocorrelation peak in 60-400 Hz and that peak's height\n"
+    "  (voicing) -> 43 more features for the LSTM (not in the paper; why: below);\n")
+
 # What each evaluation folder measures and the command that reproduces it.
 EVALUATIONS = {
     "ferplus": ("FER+ FER2013Valid, face only (voice masked), per image",
@@ -145,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     pooling, pooling_note = AUDIO_POOLING[network.get("audio_pooling", "filters")]
     card = args.template.read_text().format(
         audio_pooling=pooling,
+        audio_descriptors=AUDIO_DESCRIPTORS if network.get("audio_descriptors") else "",
         audio_pooling_note=pooling_note.read_text() + "\n" if pooling_note else "",
         name=spec.name, preset=spec.preset, audio_gain=network["audio_gain"],
         audio_filters=network["audio_filters"], audio_kernel=network.get("audio_kernel", 20),

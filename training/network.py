@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.spec import WINDOW_SAMPLES, FaceCrop
+from training.audio_descriptors import AcousticDescriptors
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,10 @@ class NetworkConfig:
     # "time": log(1 + max) and log(1 + mean) of each filter over the window, 2 x filters
     # features that do not move when the speech shifts by a few samples.
     audio_pooling: str = "filters"
+    # Also feed the LSTM fixed acoustic descriptors of each window (log-mel shape, energy,
+    # pitch, voicing; training/audio_descriptors.py), which carry voice valence that the
+    # learned front end misses.
+    audio_descriptors: bool = False
     resnet_block: str = "bottleneck"  # "bottleneck" (ResNet-50) or "basic" (ResNet-18/34)
     resnet_layers: tuple[int, ...] = (3, 4, 6, 3)
     resnet_width: int = 64  # channels of the stem; stages use width x 1, 2, 4, 8
@@ -63,6 +68,7 @@ class NetworkConfig:
         values.setdefault("category_classes", 0)  # checkpoints from before the head
         values.setdefault("audio_pooling", "filters")  # checkpoints from before the option
         values.setdefault("audio_kernel", 20)  # likewise
+        values.setdefault("audio_descriptors", False)  # likewise
         return cls(**values)
 
 
@@ -108,10 +114,11 @@ class AudioCNN(nn.Module):
     dropout -> conv 40x20 (SAME; 20 = kernel) + ReLU -> max-pool 2 in time -> conv 40x40 (SAME) + ReLU
     -> pooling "filters" (the paper): max-pool 10 across the filters -> 320 time positions
     x 4 = 1,280; or pooling "time": log(1 + max) and log(1 + mean) of each filter -> 80.
+    With descriptors, the window's fixed acoustic descriptors (43) follow those features.
     """
 
     def __init__(self, filters: int = 40, dropout: float = 0.5, gain: float = 1.0,
-                 pooling: str = "filters", kernel: int = 20):
+                 pooling: str = "filters", kernel: int = 20, descriptors: bool = False):
         super().__init__()
         self.gain = gain
         self.kernel = kernel
@@ -125,8 +132,18 @@ class AudioCNN(nn.Module):
         self.conv2 = nn.Conv1d(filters, filters, 40)
         self.out_features = (WINDOW_SAMPLES // 2 * filters // 10 if pooling == "filters"
                              else 2 * filters)
+        self.descriptors = AcousticDescriptors() if descriptors else None
+        if self.descriptors is not None:
+            self.out_features += self.descriptors.out_features
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:  # [N, 640] -> [N, out_features]
+        features = self.learned_features(windows)
+        if self.descriptors is None:
+            return features
+        # From the clean window: the raw-window dropout is there to regularise the CNN.
+        return torch.cat([features, self.descriptors(windows)], dim=1)
+
+    def learned_features(self, windows: torch.Tensor) -> torch.Tensor:
         x = self.dropout(windows * self.gain).unsqueeze(1)
         x = F.relu(self.conv1(pad_same(x, self.kernel)))
         x = F.max_pool1d(x, 2)
@@ -221,7 +238,7 @@ class AffectNet(nn.Module):
         super().__init__()
         self.config = config
         self.audio = AudioCNN(config.audio_filters, config.audio_dropout, config.audio_gain,
-                              config.audio_pooling, config.audio_kernel)
+                              config.audio_pooling, config.audio_kernel, config.audio_descriptors)
         self.visual = ResNet(config.resnet_block, config.resnet_layers, config.resnet_width,
                              config.face_channels)
         # +1: the LSTM sees the face mask itself, so "no face" differs from "a face whose
@@ -276,14 +293,16 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def with_audio_branch(model: AffectNet, pooling: str | None = None,
-                      kernel: int | None = None) -> AffectNet:
-    """The same network with another audio pooling and/or first-layer kernel: every weight
-    is kept except the LSTM's input weights from the audio features, which start fresh (their
-    width or meaning changes), and, for a new kernel, the first audio conv. Meant for a stage
-    boundary after a stage that froze the audio branch, where those weights only ever saw
-    silence."""
+                      kernel: int | None = None, descriptors: bool | None = None) -> AffectNet:
+    """The same network with another audio pooling, first-layer kernel and/or descriptors:
+    every weight is kept except the LSTM's input weights from the audio features, which start
+    fresh (their width or meaning changes), and, for a new kernel, the first audio conv. Meant
+    for a stage boundary after a stage that froze the audio branch, where those weights only
+    ever saw silence."""
     config = replace(model.config, audio_pooling=pooling or model.config.audio_pooling,
-                     audio_kernel=kernel or model.config.audio_kernel)
+                     audio_kernel=kernel or model.config.audio_kernel,
+                     audio_descriptors=(model.config.audio_descriptors if descriptors is None
+                                        else descriptors))
     if config == model.config:
         return model
     converted = AffectNet(config)

@@ -62,6 +62,7 @@ class TrainConfig:
     ema: float = 0.0  # decay of the weight average that is validated and saved; 0 = raw weights
     audio_pooling: str | None = None  # switch the audio branch's pooling (network.py); None = keep
     audio_kernel: int | None = None  # switch the first audio conv's taps; None = keep
+    audio_descriptors: bool | None = None  # add/remove the fixed acoustic descriptors; None = keep
     card: dict = field(default_factory=dict)  # provenance for the exported model's spec
 
 
@@ -236,12 +237,14 @@ def build_model(config: TrainConfig) -> AffectNet:
         model, _ = load_checkpoint(config.init)
         if model.config != preset(config.preset):
             print(f"note: --init {config.init} has its own architecture; --preset ignored")
-    converted = with_audio_branch(model, config.audio_pooling, config.audio_kernel)
+    converted = with_audio_branch(model, config.audio_pooling, config.audio_kernel,
+                                  config.audio_descriptors)
     if converted is not model:
         print(f"note: audio branch: pooling {model.config.audio_pooling} -> "
               f"{converted.config.audio_pooling}, first-conv taps {model.config.audio_kernel} "
-              f"-> {converted.config.audio_kernel}; the LSTM's weights from the audio features "
-              "start fresh")
+              f"-> {converted.config.audio_kernel}, descriptors "
+              f"{model.config.audio_descriptors} -> {converted.config.audio_descriptors}; "
+              "the LSTM's weights from the audio features start fresh")
     return converted
 
 
@@ -585,6 +588,11 @@ def parse_args(argv):
                         help="taps of the first audio conv at 16 kHz (the paper: 20 = 1.25 ms); "
                              "a new value starts that conv fresh; default: keep the preset's "
                              "or --init's")
+    parser.add_argument("--audio-descriptors", action="store_true", default=None,
+                        help="also feed the LSTM fixed acoustic descriptors of each window "
+                             "(log-mel shape, energy, pitch, voicing; "
+                             "training/audio_descriptors.py); default: keep the preset's or "
+                             "--init's")
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                         help="learning-rate schedule (constant = the paper)")
     parser.add_argument("--clip-norm", type=float, default=1.0)
@@ -611,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
             voice_only_weight=args.voice_only_weight, per_modality=args.per_modality_ccc,
             category_weight=args.category_weight,
             select=args.select, ema=args.ema, audio_pooling=args.audio_pooling,
-            audio_kernel=args.audio_kernel,
+            audio_kernel=args.audio_kernel, audio_descriptors=args.audio_descriptors,
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         from training.data.sequences import VoiceAugment
 

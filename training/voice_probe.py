@@ -50,10 +50,11 @@ def model_audio_branch(model_path: str) -> AudioCNN:
     # models exported before the spec carried the network: their preset's
     config = (NetworkConfig.from_dict(spec.network) if spec.network else preset(spec.preset))
     branch = AudioCNN(config.audio_filters, 0.0, config.audio_gain, config.audio_pooling,
-                      config.audio_kernel).eval()
+                      config.audio_kernel, config.audio_descriptors).eval()
+    trained = branch.state_dict().keys()  # not the descriptors' fixed matrices
     weights = {init.name[len("audio."):]: torch.from_numpy(numpy_helper.to_array(init).copy())
                for init in onnx.load(model_path).graph.initializer
-               if init.name.startswith("audio.")}
+               if init.name[len("audio."):] in trained and init.name.startswith("audio.")}
     branch.load_state_dict(weights)
     return branch
 
