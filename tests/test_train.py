@@ -138,15 +138,20 @@ def test_frozen_visual_branch_keeps_its_batchnorm_statistics(tiny_corpora, tmp_p
     assert not torch.equal(before["head.weight"], after["head.weight"])
 
 
-def test_voice_stage_can_switch_to_time_pooled_audio_and_keeps_the_face_stage(
-        tiny_corpora, tmp_path, capsys):
-    face = tmp_path / "face"
+def face_then_voice_stage(tiny_corpora, tmp_path, *voice_args: str):
+    """One face epoch, then one voice epoch from it with voice_args; -> (face, voice) dirs."""
+    face, voice = tmp_path / "face", tmp_path / "voice"
     assert main([*TINY_RUN, "--stage", "face", "--data-root", str(tiny_corpora),
                  "--out", str(face), "--epochs", "1", "--freeze", "audio"]) == 0
-    voice = tmp_path / "voice"
     assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
                  "--out", str(voice), "--epochs", "1", "--init", str(face / "last.pt"),
-                 "--freeze", "visual", "--audio-pooling", "time"]) == 0
+                 "--freeze", "visual", *voice_args]) == 0
+    return face, voice
+
+
+def test_voice_stage_can_switch_to_time_pooled_audio_and_keeps_the_face_stage(
+        tiny_corpora, tmp_path, capsys):
+    face, voice = face_then_voice_stage(tiny_corpora, tmp_path, "--audio-pooling", "time")
     assert "audio branch: pooling filters -> time" in capsys.readouterr().out
     model, _ = load_checkpoint(voice / "best.pt")
     assert model.config.audio_pooling == "time" and model.audio.out_features == 20
@@ -294,13 +299,8 @@ def test_ema_run_saves_the_average_as_best_and_the_raw_weights_to_resume(
 
 
 def test_voice_stage_can_add_the_acoustic_descriptors(tiny_corpora, tmp_path, capsys):
-    face = tmp_path / "face"
-    assert main([*TINY_RUN, "--stage", "face", "--data-root", str(tiny_corpora),
-                 "--out", str(face), "--epochs", "1", "--freeze", "audio"]) == 0
-    voice = tmp_path / "voice"
-    assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
-                 "--out", str(voice), "--epochs", "1", "--init", str(face / "last.pt"),
-                 "--freeze", "visual", "--audio-pooling", "time", "--audio-descriptors"]) == 0
+    _, voice = face_then_voice_stage(tiny_corpora, tmp_path, "--audio-pooling", "time",
+                                     "--audio-descriptors")
     assert "descriptors False -> True" in capsys.readouterr().out
     model, _ = load_checkpoint(voice / "best.pt")
     assert model.config.audio_descriptors and model.audio.out_features == 20 + 43
