@@ -1,5 +1,7 @@
 """The fixed acoustic descriptors: pitch, voicing, level independence, and their place in
 the network."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -64,8 +66,7 @@ def test_energy_at_3_khz_shows_in_the_bands_around_3_khz():
 
 def test_descriptors_follow_the_learned_audio_features_and_save_no_matrices():
     torch.manual_seed(0)
-    plain = AffectNet(preset("tiny").__class__(**{**preset("tiny").to_dict(),
-                                                   "audio_pooling": "time"}))
+    plain = AffectNet(replace(preset("tiny"), audio_pooling="time"))
     switched = with_audio_branch(plain, descriptors=True)
     assert switched.audio.out_features == plain.audio.out_features + DESCRIPTORS
     assert not any("descriptors" in name for name in switched.state_dict())

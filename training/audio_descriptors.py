@@ -60,9 +60,9 @@ class AcousticDescriptors(nn.Module):
         super().__init__()
         n = WINDOW_SAMPLES
         hann = torch.hann_window(n, periodic=False, dtype=torch.float64)
-        self.shortest_lag = int(SAMPLE_RATE / PITCH_RANGE_HZ[1])
+        shortest_lag = int(SAMPLE_RATE / PITCH_RANGE_HZ[1])
         longest_lag = int(SAMPLE_RATE / PITCH_RANGE_HZ[0])
-        lags = torch.arange(self.shortest_lag, longest_lag, dtype=torch.float64)
+        lags = torch.arange(shortest_lag, longest_lag, dtype=torch.float64)
         # Autocorrelation = inverse DFT of the power of a 2n-point (zero-padded, so no
         # circular wrap) DFT; its real signal makes bins 1..n-1 count twice.
         bins = torch.arange(n + 1, dtype=torch.float64)

@@ -22,13 +22,12 @@ from onnx import numpy_helper
 
 from models.runtime import read_spec
 from models.spec import SAMPLE_RATE, WINDOW_SAMPLES
+from training.audio_descriptors import PITCH_RANGE_HZ, mel_filterbank
 from training.data.ravdess import TRAIN_ACTORS, load_ravdess
 from training.losses import ccc
 from training.network import AudioCNN, NetworkConfig, preset
 
 RIDGE_STRENGTHS = (1.0, 10.0, 100.0, 1000.0)
-PITCH_RANGE_HZ = (60.0, 400.0)
-MEL_BANDS = 40
 
 
 def windows(audio: np.ndarray) -> np.ndarray:
@@ -66,23 +65,6 @@ def model_features(branch: AudioCNN, audio: np.ndarray) -> np.ndarray:
     return clip_statistics(features, (x ** 2).mean(1))
 
 
-def mel_filterbank(bands: int = MEL_BANDS) -> np.ndarray:
-    """Triangular mel filters over the 321 bins of a 640-point spectrum: [bands, 321]."""
-    hz = np.linspace(0, SAMPLE_RATE / 2, WINDOW_SAMPLES // 2 + 1)
-    mel_edges = np.linspace(_mel(50.0), _mel(SAMPLE_RATE / 2), bands + 2)
-    edges = 700 * (10 ** (mel_edges / 2595) - 1)
-    bank = np.zeros((bands, len(hz)))
-    for band in range(bands):
-        low, centre, high = edges[band:band + 3]
-        bank[band] = np.clip(np.minimum((hz - low) / (centre - low),
-                                        (high - hz) / (high - centre)), 0, None)
-    return bank
-
-
-def _mel(hz: float) -> float:
-    return 2595 * np.log10(1 + hz / 700)
-
-
 def pitch(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per window: F0 in Hz at the highest normalised autocorrelation peak within
     PITCH_RANGE_HZ, and that peak's height (voicing, 0..1)."""
@@ -101,7 +83,7 @@ def reference_features(audio: np.ndarray, bank: np.ndarray) -> np.ndarray:
     power = np.abs(np.fft.rfft(x * np.hanning(WINDOW_SAMPLES), axis=1)) ** 2
     f0, voicing = pitch(x)
     energy = (x ** 2).mean(1)
-    per_window = np.column_stack([np.log(power @ bank.T + 1e-8), np.log(f0), voicing,
+    per_window = np.column_stack([np.log(power @ bank + 1e-8), np.log(f0), voicing,
                                   np.log(energy + 1e-10)])
     return clip_statistics(per_window, energy)
 
@@ -136,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     if train.all() or not train.any():
         print("voice_probe: need clips of actors 1-16 and of other actors", file=sys.stderr)
         return 2
-    bank = mel_filterbank()
+    bank = mel_filterbank().double().numpy()  # [321 bins, 40 bands]
     sets = {
         f"model audio features ({args.model})":
             np.array([model_features(branch, clips.audio(i)) for i in range(len(clips))]),
