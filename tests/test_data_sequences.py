@@ -282,9 +282,32 @@ def test_modality_dropout():
         assert np.all(mixed.face_mask[span] == (0.0 if segment.face_missing else 1.0))
 
 
+def test_mismatched_segments_show_a_face_of_another_emotion_and_average_both():
+    pairing = MultimodalPairing(tiny_faces(), tiny_voices())
+    plain = SyntheticConfig(seconds=200, p_face_missing=0.0, p_silence=0.0)
+    mixed = SyntheticConfig(seconds=200, p_face_missing=0.0, p_silence=0.0, p_mismatch=0.5)
+    _, matched = synthetic_sequence(pairing, CROP, np.random.default_rng(16), plain)
+    _, segments = synthetic_sequence(pairing, CROP, np.random.default_rng(16), mixed)
+
+    def disagree(segment):
+        voice = FACE_CATEGORY_FOR_VOICE[RAVDESS_EMOTIONS[segment.emotion]]
+        return FERPLUS_EMOTIONS[pairing.faces.majority[segment.face_index]] != voice
+
+    assert not any(disagree(s) for s in matched)
+    # half are drawn on their own, and 1 in 7 of those lands on the voice's own category
+    share = np.mean([disagree(s) for s in segments])
+    assert 0.25 <= share <= 0.6, share
+    for segment in segments:  # the label is still what is seen and heard, averaged
+        face = pairing.faces.targets[segment.face_index]
+        voice = pairing.voices.targets[segment.clip_indices[0]]
+        np.testing.assert_allclose(segment.target, (face + voice) / 2, atol=1e-6)
+
+
 def test_bad_synthetic_config_is_rejected():
     with pytest.raises(ValueError):
         SyntheticConfig(min_segment_seconds=5, max_segment_seconds=2)
+    with pytest.raises(ValueError, match="p_mismatch"):
+        SyntheticConfig(p_mismatch=1.5)
     with pytest.raises(ValueError):
         SyntheticConfig(p_face_missing=0.6, p_silence=0.6)
     with pytest.raises(ValueError):

@@ -66,6 +66,8 @@ def test_fused_stage_rehearses_each_modality_alone_in_training_only(tiny_corpora
     with pytest.raises(ValueError, match="below 1"):
         build_datasets("fused", tiny_corpora, crop, 4, 4, steps=2, seed=0,
                        face_rehearsal=0.6, voice_rehearsal=0.4)
+    with pytest.raises(ValueError, match="--p-mismatch is for the fused stage, not 'voice'"):
+        build_datasets("voice", tiny_corpora, crop, 4, 4, steps=2, seed=0, p_mismatch=0.3)
 
 
 def test_voice_augmentation_outside_the_voice_stage_is_refused(tiny_corpora, tmp_path, capsys):

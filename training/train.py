@@ -412,8 +412,10 @@ REHEARSAL_STEPS = 50  # 2 s of a held face, beside voice clips of up to 4 s
 
 
 def check_stage_options(stage: str, voice_augment, face_rehearsal: float,
-                        voice_rehearsal: float = 0.0) -> None:
+                        voice_rehearsal: float = 0.0, p_mismatch: float = 0.0) -> None:
     """Refuse stage-specific options elsewhere: ignoring them would mislabel the run."""
+    if p_mismatch > 0 and stage != "fused":
+        raise ValueError(f"--p-mismatch is for the fused stage, not {stage!r}")
     if face_rehearsal > 0 and stage not in ("voice", "fused"):
         raise ValueError(f"--face-rehearsal is for the voice and fused stages, not {stage!r}")
     if voice_rehearsal > 0 and stage != "fused":
@@ -430,7 +432,7 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
                    valid_sequences: int, steps: int, seed: int,
                    p_face_missing: float = 0.15, p_silence: float = 0.15,
                    voice_augment=None, face_rehearsal: float = 0.0,
-                   voice_rehearsal: float = 0.0):
+                   voice_rehearsal: float = 0.0, p_mismatch: float = 0.0):
     """-> (train set, validation set) of sequences for one training stage.
 
     Validation is fixed (seed + 1, epoch 0) and drawn from held-out identities:
@@ -438,9 +440,10 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
     into training only (validation keeps the stage's own kind): ``face_rehearsal`` (voice
     and fused stages) is the share of FER2013Train faces held for REHEARSAL_STEPS with the
     voice silent, ``voice_rehearsal`` (fused stage) the share of whole RAVDESS training
-    clips without a face.
+    clips without a face. ``p_mismatch`` (fused stage): share of training segments whose
+    face disagrees with the voice (SyntheticConfig).
     """
-    check_stage_options(stage, voice_augment, face_rehearsal, voice_rehearsal)
+    check_stage_options(stage, voice_augment, face_rehearsal, voice_rehearsal, p_mismatch)
     from training.data.ferplus import load_ferplus
     from training.data.ravdess import load_ravdess, split_actors
     from training.data.sequences import (NO_JITTER, FaceOnlyBuilder, SequenceDataset,
@@ -469,7 +472,7 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
                  for split in ("FER2013Train", "FER2013Valid")]
         # Validation keeps the default dropout so scores compare across runs.
         train_config = SyntheticConfig(seconds=steps / 25, p_face_missing=p_face_missing,
-                                       p_silence=p_silence)
+                                       p_silence=p_silence, p_mismatch=p_mismatch)
         train_builder = SyntheticBuilder.from_data(faces[0], voices[0], crop, train_config)
         # The fused stage is the only one that shows the LSTM both modalities, and it must
         # not forget how to read each alone (the FER+ and RAVDESS bars score them alone).
@@ -552,6 +555,10 @@ def parse_args(argv):
                         help="fused stage: share of segments without a face")
     parser.add_argument("--p-silence", type=float, default=0.15,
                         help="fused stage: share of segments without a voice")
+    parser.add_argument("--p-mismatch", type=float, default=0.0,
+                        help="fused stage: share of training segments whose face shows another "
+                             "emotion than the voice (target still their mean), so the model "
+                             "learns to weigh the voice while it sees a face")
     parser.add_argument("--voice-only-weight", type=float, default=0.0,
                         help="weight of an extra CCC loss on the steps without a face "
                              "(keeps voice-only predictions calibrated in fused training)")
@@ -629,14 +636,15 @@ def main(argv: list[str] | None = None) -> int:
             if not args.dataset:
                 raise ValueError("--stage recordings needs --dataset KIND:PATH")
             check_stage_options(args.stage, voice_augment, args.face_rehearsal,
-                                args.voice_rehearsal)
+                                args.voice_rehearsal, args.p_mismatch)
             train_set, valid_set = recording_datasets(args.dataset, crop, args.steps, args.seed)
         else:
             train_set, valid_set = build_datasets(args.stage, args.data_root, crop,
                                                   args.train_sequences, args.valid_sequences,
                                                   args.steps, args.seed, args.p_face_missing,
                                                   args.p_silence, voice_augment,
-                                                  args.face_rehearsal, args.voice_rehearsal)
+                                                  args.face_rehearsal, args.voice_rehearsal,
+                                                  args.p_mismatch)
         from training.data.sequences import collate_sequences
 
         best = train(config, train_set, valid_set, collate_sequences, distributed)

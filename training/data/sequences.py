@@ -242,6 +242,11 @@ class SyntheticConfig:
     * Modality dropout, per segment and exclusive (one modality always remains): the face
       is missing (mask 0, zeros) with ``p_face_missing``, the voice replaced by the noise
       floor with ``p_silence``. The noise floor (``noise_level``) is added everywhere.
+    * Mismatch, per segment: with ``p_mismatch`` the face's category is drawn on its own
+      (uniform over the categories faces are paired with) instead of matching the voice.
+      With faces and voices always agreeing, a fused model learns that the face alone
+      predicts the target and ignores the voice whenever a face is seen; disagreeing
+      segments (target still the mean of the two) make it weigh both.
     """
 
     seconds: float = 20.0
@@ -250,6 +255,7 @@ class SyntheticConfig:
     ramp_seconds: float = 0.4
     p_face_missing: float = 0.15
     p_silence: float = 0.15
+    p_mismatch: float = 0.0
     noise_level: float = NOISE_FLOOR
     jitter: FaceJitter = field(default_factory=FaceJitter)
 
@@ -261,6 +267,8 @@ class SyntheticConfig:
         if not (0 <= self.p_face_missing and 0 <= self.p_silence
                 and self.p_face_missing + self.p_silence <= 1):
             raise ValueError("dropout probabilities must be >= 0 and sum to <= 1")
+        if not 0 <= self.p_mismatch <= 1:
+            raise ValueError(f"p_mismatch must be within 0..1, got {self.p_mismatch}")
         if self.ramp_seconds < 0:
             raise ValueError("ramp_seconds cannot be negative")
 
@@ -293,6 +301,8 @@ class MultimodalPairing:
         if not codes:
             raise ValueError("no emotion has both FER+ faces and RAVDESS voices to pair")
         self.codes = np.array(codes)
+        self.face_categories = sorted({FACE_CATEGORY_FOR_VOICE[RAVDESS_EMOTIONS[code]]
+                                       for code in codes})
         self.actors = np.unique(voices.actor)
 
     def clips(self, actor: int, emotion: int, intensity: int) -> np.ndarray:
@@ -353,6 +363,8 @@ def _draw_segment(pairing: MultimodalPairing, actor: int, start: int, steps: int
         have += max(length // 2 if not clip_indices else length, 1)
         clip_indices.append(clip)
     category = FACE_CATEGORY_FOR_VOICE[RAVDESS_EMOTIONS[emotion]]
+    if config.p_mismatch > 0 and rng.random() < config.p_mismatch:  # no draw at 0: same data
+        category = str(rng.choice(pairing.face_categories))
     face_index = int(rng.choice(pairing.faces_by_category[category]))
     draw = rng.random()
     face_missing = draw < config.p_face_missing
