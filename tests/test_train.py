@@ -1,4 +1,5 @@
 """affect-train end to end on tiny corpora in the real layouts (CPU, tiny preset)."""
+import json
 import os
 import shutil
 import subprocess
@@ -213,6 +214,38 @@ def test_train_export_evaluate_end_to_end(tiny_corpora, tmp_path):
         assert (result / "scatter.png").stat().st_size > 1000
     assert json.loads((tmp_path / "ferplus" / "metrics.json").read_text())["n"] == 6
     assert json.loads((tmp_path / "ravdess" / "metrics.json").read_text())["n"] == 8
+
+
+def test_streamed_evaluation_carries_the_state_from_clip_to_clip(tiny_model_path, tiny_corpora,
+                                                                 tmp_path, capsys):
+    import numpy as np
+
+    from models.runtime import AffectSession
+    from training.evaluate import load_eval_set, main as evaluate, predict_sequence, \
+        predict_streamed
+
+    session = AffectSession(tiny_model_path)
+    eval_set = load_eval_set("ravdess", tiny_corpora / "ravdess-speech-16k", "valid",
+                             session.spec.face, 10, 0)
+    clips = eval_set.sequences
+    fresh = [predict_sequence(session, clip) for clip in clips]
+    streamed = predict_streamed(session, clips, 4, seed=0)
+    order = np.random.default_rng(0).permutation(len(clips))
+    assert [len(s) for s in streamed] == [len(f) for f in fresh]
+    for first in order[::4]:  # a run's first clip starts from a fresh state
+        np.testing.assert_allclose(streamed[first], fresh[first], atol=1e-5)
+    later = [i for i in range(len(clips)) if i not in set(order[::4])]
+    assert all(np.abs(streamed[i][0] - fresh[i][0]).max() > 1e-4 for i in later)
+
+    out = tmp_path / "streamed"
+    assert evaluate(["--model", str(tiny_model_path), "--dataset",
+                     f"ravdess:{tiny_corpora / 'ravdess-speech-16k'}", "--stream", "4",
+                     "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stream"] == 4 and "back to back in runs of 4" in metrics["unit"]
+    assert evaluate(["--model", str(tiny_model_path), "--dataset", f"synthetic:{tiny_corpora}",
+                     "--stream", "4", "--out", str(tmp_path / "s")]) == 1
+    assert "--stream is for datasets scored per clip" in capsys.readouterr().err
 
 
 def test_evaluate_rejects_bad_dataset_argument(tiny_model_path, tmp_path, capsys):

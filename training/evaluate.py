@@ -13,6 +13,9 @@ model. KIND and what one scored item is:
   recola     PATH = AVEC 2016 RECOLA root, scored per step        split: dev
   manifest   PATH = manifest CSV, scored per step                 split: valid
 --mask-face / --mask-voice remove a modality (for the fusion comparisons of the card).
+--stream N (clip-scored sets: ravdess) plays the clips back to back in random runs of N
+with the model's state carried, as a live stream does; each clip is still scored as the
+mean over its own steps. The default, 1, starts every clip from a fresh state.
 Writes DIR/metrics.json ({"arousal": {"ccc","pcc","rmse"}, "valence": {...}, "n", ...})
 and DIR/time.png, DIR/scatter.png.
 """
@@ -122,6 +125,25 @@ def predict_sequence(session: AffectSession, sequence) -> np.ndarray:
     return np.concatenate(outputs)
 
 
+def predict_streamed(session: AffectSession, sequences: list, run: int,
+                     seed: int) -> list[np.ndarray]:
+    """Each sequence's [T,2] predictions when they play back to back in random runs of
+    ``run`` with the state carried from one to the next; returned in the given order."""
+    from training.data.sequences import Sequence
+
+    order = np.random.default_rng(seed).permutation(len(sequences))
+    outputs: list = [None] * len(sequences)
+    for start in range(0, len(order), run):
+        members = [sequences[i] for i in order[start:start + run]]
+        joined = Sequence(**{name: np.concatenate([getattr(m, name) for m in members])
+                             for name in ("audio", "face", "face_mask", "target")})
+        output = predict_sequence(session, joined)
+        ends = np.cumsum([m.steps for m in members])
+        for index, piece in zip(order[start:start + run], np.split(output, ends[:-1])):
+            outputs[index] = piece
+    return outputs
+
+
 def predict_batch(session: AffectSession, sequences: list) -> list[np.ndarray]:
     """Equal-length sequences in one call (stills of FER+): much faster than one by one."""
     audio = np.stack([s.audio for s in sequences])
@@ -132,12 +154,20 @@ def predict_batch(session: AffectSession, sequences: list) -> list[np.ndarray]:
 
 
 def score(session: AffectSession, eval_set: EvalSet, mask_face=False, mask_voice=False,
-          batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """-> (predictions [N,2], targets [N,2]) over the scored items."""
+          batch: int = 64, stream: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """-> (predictions [N,2], targets [N,2]) over the scored items; ``stream`` > 1 plays
+    clip-scored items back to back in runs of that many (predict_streamed)."""
+    if stream < 1:
+        raise ValueError(f"--stream must be 1 or more clips, got {stream}")
+    if stream > 1 and eval_set.reduce != "mean":
+        raise ValueError("--stream is for datasets scored per clip (ravdess); "
+                         f"this one is scored per {eval_set.unit}")
     sequences = [mask_modalities(s, mask_face, mask_voice) for s in eval_set.sequences]
     predictions, targets = [], []
     lengths = {s.steps for s in sequences}
-    if eval_set.reduce == "last" and len(lengths) == 1:
+    if stream > 1:
+        outputs = predict_streamed(session, sequences, stream, seed)
+    elif eval_set.reduce == "last" and len(lengths) == 1:
         outputs = [o for i in range(0, len(sequences), batch)
                    for o in predict_batch(session, sequences[i:i + batch])]
     else:
@@ -190,20 +220,23 @@ def plot(predictions: np.ndarray, targets: np.ndarray, out: Path, unit: str) -> 
 
 
 def evaluate_model(model: Path, kind: str, path: Path, split: str | None, out: Path,
-                   mask_face=False, mask_voice=False, face_steps=10, seed=0) -> dict:
+                   mask_face=False, mask_voice=False, face_steps=10, seed=0,
+                   stream=1) -> dict:
     session = AffectSession(model)
     eval_set = load_eval_set(kind, path, split, session.spec.face, face_steps, seed)
     if not eval_set.sequences:
         raise ValueError(f"{kind}:{path} (split {split}) holds nothing to evaluate")
-    predictions, targets = score(session, eval_set, mask_face, mask_voice)
+    predictions, targets = score(session, eval_set, mask_face, mask_voice, stream=stream,
+                                 seed=seed)
     metrics = regression_metrics(predictions, targets)
-    metrics.update({"unit": eval_set.unit, "dataset": f"{kind}:{path}", "split": split,
-                    "mask_face": mask_face, "mask_voice": mask_voice,
+    unit = eval_set.unit + (f", played back to back in runs of {stream}" if stream > 1 else "")
+    metrics.update({"unit": unit, "dataset": f"{kind}:{path}", "split": split,
+                    "mask_face": mask_face, "mask_voice": mask_voice, "stream": stream,
                     "model": session.spec.name, "model_sha256": sha256(model)})
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     np.savez_compressed(out / "predictions.npz", predictions=predictions, targets=targets)
-    plot(predictions, targets, out, eval_set.unit)
+    plot(predictions, targets, out, unit)
     return metrics
 
 
@@ -219,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mask-voice", action="store_true", help="score face only")
     parser.add_argument("--face-steps", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stream", type=int, default=1, metavar="N",
+                        help="play clips back to back in random runs of N, state carried "
+                             "(live use); 1 = each clip from a fresh state")
     args = parser.parse_args(argv)
     kind, separator, path = args.dataset.partition(":")
     if not separator or not path:
@@ -226,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"ravdess-speech-16k (got {args.dataset!r})")
     try:
         metrics = evaluate_model(args.model, kind, Path(path), args.split, args.out,
-                                 args.mask_face, args.mask_voice, args.face_steps, args.seed)
+                                 args.mask_face, args.mask_voice, args.face_steps, args.seed,
+                                 args.stream)
     except (ModelLoadError, ValueError, OSError) as error:
         print(f"affect-eval: {error}", file=sys.stderr)
         return 1
