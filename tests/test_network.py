@@ -5,7 +5,7 @@ import torch
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.losses import ccc_loss
 from training.network import (PRESETS, AffectNet, AudioCNN, NetworkConfig, ResNet, preset,
-                              with_audio_branch)
+                              with_audio_branch, with_fresh_face_input)
 
 
 def test_audio_branch_is_the_papers_shape():
@@ -173,6 +173,31 @@ def test_face_is_ignored_where_mask_is_zero():
         third = model(audio, unmasked_change, mask, h, c)[0]
     assert torch.equal(first, second)
     assert not torch.allclose(first[0], third[0])  # a visible face does change the output
+
+
+def test_fresh_face_input_changes_only_what_a_visible_face_does():
+    torch.manual_seed(3)
+    model = AffectNet(preset("tiny")).eval()
+    fresh = with_fresh_face_input(model, seed=0)
+    audio, face = make_inputs(model.config)
+    h, c = model.initial_state(2)
+    no_face, with_face = torch.zeros(2, 5), torch.ones(2, 5)
+    with torch.no_grad():
+        np.testing.assert_array_equal(model(audio, face, no_face, h, c)[0],
+                                      fresh(audio, face, no_face, h, c)[0])  # voice reading kept
+        assert not torch.allclose(model(audio, face, with_face, h, c)[0],
+                                  fresh(audio, face, with_face, h, c)[0])
+    changed = {name for name, value in fresh.state_dict().items()
+               if not torch.equal(value, model.state_dict()[name])}
+    assert changed == {"lstm.weight_ih_l0"}
+    start = model.audio.out_features
+    stop = start + model.visual.out_features
+    old, new = model.lstm.weight_ih_l0, fresh.lstm.weight_ih_l0
+    assert torch.equal(old[:, :start], new[:, :start]) and torch.equal(old[:, stop:], new[:, stop:])
+    # the same seed gives the same weights, and the global random stream is left alone
+    state = torch.random.get_rng_state()
+    assert torch.equal(with_fresh_face_input(model, seed=0).lstm.weight_ih_l0, new)
+    assert torch.equal(torch.random.get_rng_state(), state)
 
 
 def test_tiny_model_overfits_target_that_needs_both_branches():

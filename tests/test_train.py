@@ -248,6 +248,13 @@ def test_streamed_evaluation_carries_the_state_from_clip_to_clip(tiny_model_path
     assert "--stream is for datasets scored per clip" in capsys.readouterr().err
 
 
+def test_fresh_face_input_needs_an_earlier_stage(tiny_corpora, tmp_path, capsys):
+    assert main([*TINY_RUN, "--stage", "fused", "--fresh-face-input", "--data-root",
+                 str(tiny_corpora), "--out", str(tmp_path / "run")]) == 1
+    assert "--fresh-face-input restarts weights an earlier stage trained" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_evaluate_rejects_bad_dataset_argument(tiny_model_path, tmp_path, capsys):
     from training.evaluate import main as evaluate
 

@@ -9,6 +9,7 @@ streaming (T=1, state carried) and offline analysis (long T).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -290,6 +291,24 @@ class AffectNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def with_fresh_face_input(model: AffectNet, seed: int = 0) -> AffectNet:
+    """A copy with the LSTM's input weights from the visual features drawn afresh (PyTorch's
+    LSTM initialisation, from ``seed``); every other weight is kept. The face stage leaves
+    those weights so large that the gates saturate whenever a face is in view, and a fused
+    stage started from them never learns to hear the voice (training/fusion_probe.py: 1.00 x
+    face + 0.00 x voice); restarting them lets it weigh both. Voice-only output is unchanged:
+    without a face these columns multiply zeros."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        fresh = AffectNet(model.config)
+    converted = copy.deepcopy(model)
+    start = model.audio.out_features
+    columns = slice(start, start + model.visual.out_features)
+    with torch.no_grad():
+        converted.lstm.weight_ih_l0[:, columns] = fresh.lstm.weight_ih_l0[:, columns]
+    return converted
 
 
 def with_audio_branch(model: AffectNet, pooling: str | None = None,

@@ -36,7 +36,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.losses import category_loss, modality_ccc_loss, regression_metrics
-from training.network import AUDIO_POOLINGS, AffectNet, preset, with_audio_branch
+from training.network import (AUDIO_POOLINGS, AffectNet, preset, with_audio_branch,
+                              with_fresh_face_input)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class TrainConfig:
     audio_pooling: str | None = None  # switch the audio branch's pooling (network.py); None = keep
     audio_kernel: int | None = None  # switch the first audio conv's taps; None = keep
     audio_descriptors: bool | None = None  # add/remove the fixed acoustic descriptors; None = keep
+    fresh_face_input: bool = False  # restart the LSTM's weights from the visual features
     card: dict = field(default_factory=dict)  # provenance for the exported model's spec
 
 
@@ -245,6 +247,9 @@ def build_model(config: TrainConfig) -> AffectNet:
               f"-> {converted.config.audio_kernel}, descriptors "
               f"{model.config.audio_descriptors} -> {converted.config.audio_descriptors}; "
               "the LSTM's weights from the audio features start fresh")
+    if config.fresh_face_input:
+        converted = with_fresh_face_input(converted, config.seed)
+        print("note: the LSTM's input weights from the face features start fresh")
     return converted
 
 
@@ -600,6 +605,10 @@ def parse_args(argv):
                              "(log-mel shape, energy, pitch, voicing; "
                              "training/audio_descriptors.py); default: keep the preset's or "
                              "--init's")
+    parser.add_argument("--fresh-face-input", action="store_true",
+                        help="fused stage: restart the LSTM's input weights from the face "
+                             "features (the face stage leaves them saturating the gates, so "
+                             "the voice goes unheard whenever a face is seen); needs --init")
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                         help="learning-rate schedule (constant = the paper)")
     parser.add_argument("--clip-norm", type=float, default=1.0)
@@ -627,11 +636,15 @@ def main(argv: list[str] | None = None) -> int:
             category_weight=args.category_weight,
             select=args.select, ema=args.ema, audio_pooling=args.audio_pooling,
             audio_kernel=args.audio_kernel, audio_descriptors=args.audio_descriptors,
+            fresh_face_input=args.fresh_face_input,
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         from training.data.sequences import VoiceAugment
 
         voice_augment = VoiceAugment(args.voice_speed, args.voice_gain_db)
         crop = (load_checkpoint(args.init)[0].config if args.init else preset(args.preset)).face_crop
+        if args.fresh_face_input and not args.init:
+            raise ValueError("--fresh-face-input restarts weights an earlier stage trained: "
+                             "give that stage's checkpoint with --init")
         if args.stage == "recordings":
             if not args.dataset:
                 raise ValueError("--stage recordings needs --dataset KIND:PATH")
