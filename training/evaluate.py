@@ -66,20 +66,30 @@ def load_eval_set(kind: str, path: Path, split: str | None, crop: FaceCrop,
                  for i in range(len(clips))]
         return EvalSet(items, "mean", "clip (mean over the clip, face masked)")
     if kind == "synthetic":
-        from training.data.ferplus import load_ferplus
-        from training.data.ravdess import load_ravdess, split_actors
-
-        train_split = split == "train"
-        faces = load_ferplus(path / "ferplus", "FER2013Train" if train_split else "FER2013Valid")
-        voices = split_actors(load_ravdess(path / "ravdess-speech-16k"))[0 if train_split else 1]
-        builder = seq.SyntheticBuilder.from_data(faces, voices, crop)
-        dataset = seq.SequenceDataset(builder, 40, seed)
-        return EvalSet([dataset[i] for i in range(len(dataset))], "step",
-                       "40 ms step of a synthetic multimodal sequence")
+        return synthetic_eval_set(path, split, crop, seed)
     if kind in ("recola", "manifest"):
         return _annotated_recordings(kind, path, split, crop)
     raise ValueError(f"unknown dataset kind {kind!r}: choose ferplus, ravdess, synthetic, "
                      "recola or manifest")
+
+
+def synthetic_eval_set(path: Path, split: str | None, crop: FaceCrop, seed: int,
+                       config=None, count: int = 40,
+                       unit: str = "40 ms step of a synthetic multimodal sequence") -> EvalSet:
+    """``count`` synthetic multimodal sequences (``config``: SyntheticConfig, default
+    dropout) from FER+ faces and RAVDESS voices of one split: held-out identities unless
+    ``split`` is "train"."""
+    from training.data import sequences as seq
+    from training.data.ferplus import load_ferplus
+    from training.data.ravdess import load_ravdess, split_actors
+
+    train_split = split == "train"
+    faces = load_ferplus(path / "ferplus", "FER2013Train" if train_split else "FER2013Valid")
+    voices = split_actors(load_ravdess(path / "ravdess-speech-16k"))[0 if train_split else 1]
+    builder = seq.SyntheticBuilder.from_data(faces, voices, crop,
+                                             config or seq.SyntheticConfig())
+    dataset = seq.SequenceDataset(builder, count, seed)
+    return EvalSet([dataset[i] for i in range(count)], "step", unit)
 
 
 def _ravdess_split(clips, split: str, split_actors):

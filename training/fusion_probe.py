@@ -21,23 +21,17 @@ import numpy as np
 
 from models.runtime import AffectSession, ModelLoadError
 from models.spec import OUTPUT_DIMENSIONS
-from training.evaluate import EvalSet, score
+from training.evaluate import EvalSet, score, synthetic_eval_set
 from training.losses import regression_metrics
 
 
 def mismatched_sequences(data_root: Path, crop, count: int, seed: int) -> EvalSet:
     """``count`` 20 s held-out sequences, every segment with a face and a voice that disagree."""
-    from training.data import sequences as seq
-    from training.data.ferplus import load_ferplus
-    from training.data.ravdess import load_ravdess, split_actors
+    from training.data.sequences import SyntheticConfig
 
-    faces = load_ferplus(data_root / "ferplus", "FER2013Valid")
-    voices = split_actors(load_ravdess(data_root / "ravdess-speech-16k"))[1]
-    config = seq.SyntheticConfig(p_face_missing=0.0, p_silence=0.0, p_mismatch=1.0)
-    dataset = seq.SequenceDataset(seq.SyntheticBuilder.from_data(faces, voices, crop, config),
-                                  count, seed)
-    return EvalSet([dataset[i] for i in range(count)], "step",
-                   "40 ms step, face and voice disagreeing")
+    config = SyntheticConfig(p_face_missing=0.0, p_silence=0.0, p_mismatch=1.0)
+    return synthetic_eval_set(data_root, "valid", crop, seed, config, count,
+                              "40 ms step, face and voice disagreeing")
 
 
 def reading_weights(fused: np.ndarray, face: np.ndarray, voice: np.ndarray) -> np.ndarray:
