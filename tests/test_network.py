@@ -83,6 +83,28 @@ def test_audio_dropout_only_in_training():
     assert not torch.equal(branch(window), branch(window))
 
 
+def test_bfloat16_training_is_close_to_float32_and_leaves_evaluation_exact():
+    torch.manual_seed(0)
+    branch = AudioCNN(40, 0.0, gain=30.0, pooling="time")
+    speech = torch.randn(16, 640) * 0.02
+    branch.train()
+    exact = branch(speech)
+    branch.train_in_bfloat16 = True
+    reduced = branch(speech)
+    # reduced precision while training: not the same numbers, but the same features
+    assert reduced.dtype == torch.float32 and not torch.equal(reduced, exact)
+    assert torch.allclose(reduced, exact, rtol=0.05, atol=0.02)
+    reduced.sum().backward()
+    assert branch.conv2.weight.grad.dtype == torch.float32
+    assert branch.conv2.weight.dtype == torch.float32  # the stored weights stay float32
+    # evaluation and export never see bfloat16
+    branch.eval()
+    with torch.no_grad():
+        evaluated = branch(speech)
+        branch.train_in_bfloat16 = False
+        assert torch.equal(evaluated, branch(speech))
+
+
 def test_audio_gain_scales_the_raw_window_in_the_deployed_path():
     torch.manual_seed(0)
     amplified = AudioCNN(filters=40, gain=30.0).eval()

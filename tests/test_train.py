@@ -353,3 +353,22 @@ def test_voice_stage_can_add_the_acoustic_descriptors(tiny_corpora, tmp_path, ca
                  "--out", str(fused), "--epochs", "1", "--init", str(voice / "best.pt"),
                  "--freeze", "visual", "audio"]) == 0
     assert load_checkpoint(fused / "best.pt")[0].config.audio_descriptors
+
+
+def test_voice_stage_in_bfloat16_trains_differently_but_saves_float32(tiny_corpora, tmp_path):
+    face, exact = face_then_voice_stage(tiny_corpora, tmp_path, "--audio-pooling", "time")
+    reduced = tmp_path / "voice-bf16"
+    assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
+                 "--out", str(reduced), "--epochs", "1", "--init", str(face / "last.pt"),
+                 "--freeze", "visual", "--audio-pooling", "time", "--audio-bfloat16"]) == 0
+    exact_model, _ = load_checkpoint(exact / "last.pt")
+    model, _ = load_checkpoint(reduced / "last.pt")
+    weights, exact_weights = model.state_dict(), exact_model.state_dict()
+    assert all(value.dtype == torch.float32 for value in weights.values()
+               if value.is_floating_point())
+    # same seed and data: the option changed the arithmetic, not the training run
+    conv = "audio.conv2.weight"
+    assert not torch.equal(weights[conv], exact_weights[conv])
+    assert torch.allclose(weights[conv], exact_weights[conv], atol=1e-2)
+    # a training setting, not part of the network a checkpoint rebuilds
+    assert not model.audio.train_in_bfloat16

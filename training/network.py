@@ -136,6 +136,9 @@ class AudioCNN(nn.Module):
         self.descriptors = AcousticDescriptors() if descriptors else None
         if self.descriptors is not None:
             self.out_features += self.descriptors.out_features
+        # Training only (never exported): the convolutions in bfloat16 on CPU, 1.5x faster
+        # where the CPU has AVX-512 BF16; the weights and everything after stay float32.
+        self.train_in_bfloat16 = False
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:  # [N, 640] -> [N, out_features]
         features = self.learned_features(windows)
@@ -145,10 +148,13 @@ class AudioCNN(nn.Module):
         return torch.cat([features, self.descriptors(windows)], dim=1)
 
     def learned_features(self, windows: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(windows * self.gain).unsqueeze(1)
-        x = F.relu(self.conv1(pad_same(x, self.kernel)))
-        x = F.max_pool1d(x, 2)
-        x = F.relu(self.conv2(pad_same(x, 40)))  # [N, filters, 320]
+        reduced = self.train_in_bfloat16 and self.training and windows.device.type == "cpu"
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=reduced):
+            x = self.dropout(windows * self.gain).unsqueeze(1)
+            x = F.relu(self.conv1(pad_same(x, self.kernel)))
+            x = F.max_pool1d(x, 2)
+            x = F.relu(self.conv2(pad_same(x, 40)))  # [N, filters, 320]
+        x = x.float()
         if self.pooling == "time":
             # log: speech level spans ~40 dB, which the LSTM should see as offsets, not scale.
             return torch.log1p(torch.cat([x.amax(dim=2), x.mean(dim=2)], dim=1))

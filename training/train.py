@@ -65,6 +65,7 @@ class TrainConfig:
     audio_kernel: int | None = None  # switch the first audio conv's taps; None = keep
     audio_descriptors: bool | None = None  # add/remove the fixed acoustic descriptors; None = keep
     fresh_face_input: bool = False  # restart the LSTM's weights from the visual features
+    audio_bfloat16: bool = False  # the audio CNN's convolutions in bfloat16 on CPU
     card: dict = field(default_factory=dict)  # provenance for the exported model's spec
 
 
@@ -260,6 +261,7 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
     device = device_for(distributed)
     seed_everything(config.seed)
     model = build_model(config).to(device)
+    model.audio.train_in_bfloat16 = config.audio_bfloat16
     freeze_branches(model, config.freeze)
     network = model
     if distributed.enabled:
@@ -609,6 +611,10 @@ def parse_args(argv):
                         help="fused stage: restart the LSTM's input weights from the face "
                              "features (the face stage leaves them saturating the gates, so "
                              "the voice goes unheard whenever a face is seen); needs --init")
+    parser.add_argument("--audio-bfloat16", action="store_true",
+                        help="train the audio CNN's convolutions in bfloat16 on CPU (1.5x "
+                             "faster where the CPU has AVX-512 BF16, slower where it has "
+                             "not); checkpoints, export and evaluation stay float32")
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                         help="learning-rate schedule (constant = the paper)")
     parser.add_argument("--clip-norm", type=float, default=1.0)
@@ -636,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
             category_weight=args.category_weight,
             select=args.select, ema=args.ema, audio_pooling=args.audio_pooling,
             audio_kernel=args.audio_kernel, audio_descriptors=args.audio_descriptors,
-            fresh_face_input=args.fresh_face_input,
+            fresh_face_input=args.fresh_face_input, audio_bfloat16=args.audio_bfloat16,
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         from training.data.sequences import VoiceAugment
 
