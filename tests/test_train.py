@@ -10,7 +10,8 @@ import torch
 
 from training.checkpoint import load_checkpoint
 from training.network import AffectNet, preset
-from training.train import REHEARSAL_STEPS, build_datasets, main, seed_everything
+from training.train import (REHEARSAL_STEPS, build_datasets, main, mean_ccc,
+                            seed_everything)
 
 TINY_RUN = ["--preset", "tiny", "--steps", "10", "--train-sequences", "8",
             "--valid-sequences", "4", "--batch-size", "4", "--lr", "1e-3"]
@@ -372,3 +373,36 @@ def test_voice_stage_in_bfloat16_trains_differently_but_saves_float32(tiny_corpo
     assert torch.allclose(weights[conv], exact_weights[conv], atol=1e-2)
     # a training setting, not part of the network a checkpoint rebuilds
     assert not model.audio.train_in_bfloat16
+
+
+def scores(arousal: float, valence: float) -> dict:
+    return {"arousal": {"ccc": arousal}, "valence": {"ccc": valence}}
+
+
+def test_balanced_selection_weighs_fusion_and_each_modality_alone_equally():
+    metrics = {**scores(0.8, 0.6), "per_sequence": scores(0.0, 0.0),
+               "alone": {"voice alone": {"per_sequence": scores(0.7, 0.3)},
+                         "face alone": {"per_sequence": scores(0.9, 0.9)}}}
+    assert mean_ccc(metrics, "step") == pytest.approx(0.7)
+    assert mean_ccc(metrics, "balanced") == pytest.approx((0.7 + 0.5 + 0.9) / 3)
+    with pytest.raises(ValueError, match="single-modality validation sets"):
+        mean_ccc(scores(0.8, 0.6), "balanced")
+
+
+def test_fused_stage_can_select_on_fusion_and_each_modality_alone(tiny_corpora, tmp_path,
+                                                                   capsys, monkeypatch):
+    monkeypatch.setattr("training.train.ALONE_VALID_SEQUENCES", 16)  # 240 in real runs
+    out = tmp_path / "fused"
+    assert main([*TINY_RUN, "--stage", "fused", "--data-root", str(tiny_corpora),
+                 "--out", str(out), "--epochs", "2", "--select", "balanced"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("voice alone, per clip: CCC arousal") == 2
+    assert printed.count("face alone, per clip: CCC arousal") == 2
+    best = torch.load(out / "best.pt", weights_only=True)["best"]
+    alone = best["metrics"]["alone"]
+    assert alone["voice alone"]["per_sequence"]["n"] == 16
+    assert best["score"] == pytest.approx(mean_ccc(best["metrics"], "balanced"))
+    # the other stages validate on one modality already: refused there
+    assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
+                 "--out", str(tmp_path / "voice"), "--select", "balanced"]) == 1
+    assert "--select balanced is for the fused stage" in capsys.readouterr().err

@@ -203,10 +203,20 @@ def training_loss(model, batch: dict, config: TrainConfig, autocast) -> torch.Te
     return loss
 
 
+SELECTIONS = ("step", "sequence", "balanced")
+
+
 def mean_ccc(metrics: dict, select: str = "step") -> float:
-    """The score that picks best.pt: mean CCC over steps, or over sequence means."""
-    if select not in ("step", "sequence"):
-        raise ValueError(f"--select takes 'step' or 'sequence', not {select!r}")
+    """The score that picks best.pt: mean CCC over steps, or over sequence means; balanced:
+    the mean of the steps' score and each single-modality set's clip-level score."""
+    if select not in SELECTIONS:
+        raise ValueError(f"--select takes 'step', 'sequence' or 'balanced', not {select!r}")
+    if select == "balanced":
+        if not metrics.get("alone"):
+            raise ValueError("--select balanced needs the single-modality validation sets")
+        scores = [mean_ccc(metrics), *(mean_ccc(alone, "sequence")
+                                       for alone in metrics["alone"].values())]
+        return sum(scores) / len(scores)
     scored = metrics["per_sequence"] if select == "sequence" else metrics
     return (scored["arousal"]["ccc"] + scored["valence"]["ccc"]) / 2
 
@@ -255,8 +265,11 @@ def build_model(config: TrainConfig) -> AffectNet:
 
 
 def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
-          collate, distributed: Distributed | None = None) -> dict:
-    """Train and validate; returns the best validation metrics. Rank 0 writes checkpoints."""
+          collate, distributed: Distributed | None = None,
+          valid_alone: dict[str, Dataset] | None = None) -> dict:
+    """Train and validate; returns the best validation metrics. Rank 0 writes checkpoints.
+    ``valid_alone`` (name -> set) is validated too, under metrics["alone"] (--select
+    balanced)."""
     distributed = distributed or Distributed()
     device = device_for(distributed)
     seed_everything(config.seed)
@@ -280,6 +293,9 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
                               drop_last=True, generator=torch.Generator().manual_seed(config.seed))
     valid_loader = DataLoader(valid_set, batch_size=config.batch_size, collate_fn=collate,
                               num_workers=config.workers)
+    alone_loaders = {name: DataLoader(dataset, batch_size=config.batch_size,
+                                      collate_fn=collate, num_workers=config.workers)
+                     for name, dataset in (valid_alone or {}).items()}
     if len(train_loader) == 0:
         raise ValueError(f"the training set ({len(train_set)} sequences) is smaller than one "
                          f"batch of {config.batch_size}; lower --batch-size")
@@ -341,6 +357,9 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
             for buffer in [*network.buffers(), *(average.model.buffers() if average else [])]:
                 dist.broadcast(buffer, src=0)
         metrics = evaluate(validated, valid_loader, device)
+        if alone_loaders:
+            metrics["alone"] = {name: evaluate(validated, loader, device)
+                                for name, loader in alone_loaders.items()}
         score = mean_ccc(metrics, config.select)
         if distributed.is_main:
             print(f"epoch {epoch + 1}: train loss {np.mean(losses):.3f} "
@@ -349,6 +368,9 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
                   f"(per sequence {metrics['per_sequence']['arousal']['ccc']:.3f} / "
                   f"{metrics['per_sequence']['valence']['ccc']:.3f})",
                   flush=True)
+            for name, alone in metrics.get("alone", {}).items():
+                print(f"  {name}, per clip: CCC arousal {alone['per_sequence']['arousal']['ccc']:.3f}"
+                      f" valence {alone['per_sequence']['valence']['ccc']:.3f}", flush=True)
             if writer:
                 for name in ("arousal", "valence"):
                     writer.add_scalar(f"valid/ccc_{name}", metrics[name]["ccc"], step)
@@ -416,6 +438,8 @@ def _progress(iterable, description: str, show: bool):
 
 DEFAULT_DATA_ROOT = Path("../shared/data")
 REHEARSAL_STEPS = 50  # 2 s of a held face, beside voice clips of up to 4 s
+FACE_ALONE_STEPS = 10  # a still face as affect-eval scores FER+ images
+ALONE_VALID_SEQUENCES = 240  # each of voices alone and faces alone (RAVDESS 17-20 has 240 clips)
 
 
 def check_stage_options(stage: str, voice_augment, face_rehearsal: float,
@@ -494,6 +518,25 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
                     SyntheticBuilder.from_data(faces[1], voices[1], crop,
                                                SyntheticConfig(seconds=steps / 25)))
     raise ValueError(f"unknown stage {stage!r}: choose face, voice, fused or recordings")
+
+
+def single_modality_validation(data_root: Path, crop, seed: int) -> dict[str, Dataset]:
+    """Held-out voices alone (whole RAVDESS clips of actors 17-20) and faces alone
+    (FER2013Valid, held for FACE_ALONE_STEPS), as the RAVDESS and FER+ bars score them:
+    with --select balanced the fused stage keeps the epoch that serves fusion and each
+    modality alone (its epochs' RAVDESS arousal swung by 0.03 while the fused score led)."""
+    from training.data.ferplus import load_ferplus
+    from training.data.ravdess import load_ravdess, split_actors
+    from training.data.sequences import (NO_JITTER, FaceOnlyBuilder, SequenceDataset,
+                                         VoiceOnlyBuilder)
+
+    sequences = ALONE_VALID_SEQUENCES
+    voices = split_actors(load_ravdess(data_root / "ravdess-speech-16k"))[1]
+    faces = load_ferplus(data_root / "ferplus", "FER2013Valid")
+    return {"voice alone": SequenceDataset(VoiceOnlyBuilder(voices, crop), sequences, seed + 1),
+            "face alone": SequenceDataset(FaceOnlyBuilder(faces, crop, FACE_ALONE_STEPS,
+                                                          jitter=NO_JITTER),
+                                          sequences, seed + 1)}
 
 
 def recording_datasets(dataset: str, crop, steps: int, seed: int):
@@ -587,9 +630,11 @@ def parse_args(argv):
     parser.add_argument("--voice-rehearsal", type=float, default=0.0,
                         help="fused stage: share of training sequences that are RAVDESS "
                              "clips alone (keeps the LSTM reading voices without a face)")
-    parser.add_argument("--select", default="step", choices=["step", "sequence"],
+    parser.add_argument("--select", default="step", choices=SELECTIONS,
                         help="keep as best.pt the epoch with the best mean CCC over steps, "
-                             "or over each sequence's mean (clip-level scoring)")
+                             "or over each sequence's mean (clip-level scoring); balanced "
+                             "(fused stage): the mean of that step score and the clip-level "
+                             "scores of 240 held-out voices alone and 240 faces alone")
     parser.add_argument("--ema", type=float, default=0.0,
                         help="validate and save an exponential moving average of the weights "
                              "with this decay per optimiser step (e.g. 0.995); 0 = off")
@@ -664,9 +709,15 @@ def main(argv: list[str] | None = None) -> int:
                                                   args.p_silence, voice_augment,
                                                   args.face_rehearsal, args.voice_rehearsal,
                                                   args.p_mismatch)
+        valid_alone = None
+        if args.select == "balanced":
+            if args.stage != "fused":
+                raise ValueError(f"--select balanced is for the fused stage, not "
+                                 f"{args.stage!r}")
+            valid_alone = single_modality_validation(args.data_root, crop, args.seed)
         from training.data.sequences import collate_sequences
 
-        best = train(config, train_set, valid_set, collate_sequences, distributed)
+        best = train(config, train_set, valid_set, collate_sequences, distributed, valid_alone)
         if distributed.enabled:
             # Tear down together: a rank that destroys its gloo group while the other is still
             # writing last.pt aborts ("terminate called without an active exception").
