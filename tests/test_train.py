@@ -356,12 +356,21 @@ def test_voice_stage_can_add_the_acoustic_descriptors(tiny_corpora, tmp_path, ca
     assert load_checkpoint(fused / "best.pt")[0].config.audio_descriptors
 
 
-def test_voice_stage_in_bfloat16_trains_differently_but_saves_float32(tiny_corpora, tmp_path):
+def voice_stage_in_bfloat16(tiny_corpora, tmp_path, monkeypatch, native: bool):
+    """(float32 voice stage, the same with --audio-bfloat16) on a CPU with or without
+    native bfloat16; emulated bfloat16 computes the same as native, only slower."""
+    monkeypatch.setattr("training.train.cpu_has_native_bfloat16", lambda: native)
     face, exact = face_then_voice_stage(tiny_corpora, tmp_path, "--audio-pooling", "time")
     reduced = tmp_path / "voice-bf16"
     assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
                  "--out", str(reduced), "--epochs", "1", "--init", str(face / "last.pt"),
                  "--freeze", "visual", "--audio-pooling", "time", "--audio-bfloat16"]) == 0
+    return exact, reduced
+
+
+def test_voice_stage_in_bfloat16_trains_differently_but_saves_float32(tiny_corpora, tmp_path,
+                                                                      monkeypatch):
+    exact, reduced = voice_stage_in_bfloat16(tiny_corpora, tmp_path, monkeypatch, native=True)
     exact_model, _ = load_checkpoint(exact / "last.pt")
     model, _ = load_checkpoint(reduced / "last.pt")
     weights, exact_weights = model.state_dict(), exact_model.state_dict()
@@ -373,6 +382,15 @@ def test_voice_stage_in_bfloat16_trains_differently_but_saves_float32(tiny_corpo
     assert torch.allclose(weights[conv], exact_weights[conv], atol=1e-2)
     # a training setting, not part of the network a checkpoint rebuilds
     assert not model.audio.train_in_bfloat16
+
+
+def test_bfloat16_falls_back_to_float32_on_a_cpu_without_it(tiny_corpora, tmp_path,
+                                                            monkeypatch, capsys):
+    exact, reduced = voice_stage_in_bfloat16(tiny_corpora, tmp_path, monkeypatch, native=False)
+    assert "no native bfloat16" in capsys.readouterr().out
+    weights = load_checkpoint(reduced / "last.pt")[0].state_dict()
+    exact_weights = load_checkpoint(exact / "last.pt")[0].state_dict()
+    assert all(torch.equal(weights[name], exact_weights[name]) for name in exact_weights)
 
 
 def scores(arousal: float, valence: float) -> dict:

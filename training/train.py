@@ -36,8 +36,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.losses import category_loss, modality_ccc_loss, regression_metrics
-from training.network import (AUDIO_POOLINGS, AffectNet, preset, with_audio_branch,
-                              with_fresh_face_input)
+from training.network import (AUDIO_POOLINGS, AffectNet, cpu_has_native_bfloat16, preset,
+                              with_audio_branch, with_fresh_face_input)
 
 
 @dataclass(frozen=True)
@@ -264,6 +264,24 @@ def build_model(config: TrainConfig) -> AffectNet:
     return converted
 
 
+def audio_bfloat16_here(requested: bool, device: torch.device) -> bool:
+    """--audio-bfloat16 where it speeds training up: on a CPU with native bfloat16 only.
+    Elsewhere the audio CNN trains in float32, with a note, so one recipe runs well on any
+    machine (the two differ slightly in rounding; tests/test_network.py bounds it)."""
+    if not requested:
+        return False
+    if device.type != "cpu":
+        print("note: --audio-bfloat16 applies to CPU training only; on a GPU the whole "
+              "network trains in mixed precision anyway")
+        return False
+    if not cpu_has_native_bfloat16():
+        print("note: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), where emulated "
+              "bfloat16 trains the audio CNN about 6x slower: training it in float32 "
+              "instead (python benchmarks/audio_bfloat16.py measures both)")
+        return False
+    return True
+
+
 def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
           collate, distributed: Distributed | None = None,
           valid_alone: dict[str, Dataset] | None = None) -> dict:
@@ -274,7 +292,7 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
     device = device_for(distributed)
     seed_everything(config.seed)
     model = build_model(config).to(device)
-    model.audio.train_in_bfloat16 = config.audio_bfloat16
+    model.audio.train_in_bfloat16 = audio_bfloat16_here(config.audio_bfloat16, device)
     freeze_branches(model, config.freeze)
     network = model
     if distributed.enabled:
