@@ -4,8 +4,9 @@ import torch
 
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.losses import ccc_loss
-from training.network import (PRESETS, AffectNet, AudioCNN, NetworkConfig, ResNet, preset,
-                              with_audio_branch, with_fresh_face_input)
+from training.network import (PRESETS, AffectNet, AudioCNN, NetworkConfig, ResNet,
+                              conv_same_by_fft, pad_same, preset, with_audio_branch,
+                              with_fresh_face_input)
 
 
 def test_audio_branch_is_the_papers_shape():
@@ -102,6 +103,36 @@ def test_bfloat16_training_is_close_to_float32_and_leaves_evaluation_exact():
     with torch.no_grad():
         evaluated = branch(speech)
         branch.train_in_bfloat16 = False
+        assert torch.equal(evaluated, branch(speech))
+
+
+@pytest.mark.parametrize("kernel", [20, 40, 400])
+def test_fft_convolution_computes_the_direct_convolution(kernel):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(40, 40, kernel)
+    speech = torch.randn(8, 40, 320, requires_grad=True)
+    direct = conv(pad_same(speech, kernel))
+    (direct_gradient,) = torch.autograd.grad(direct.square().sum(), conv.weight)
+    by_fft = conv_same_by_fft(speech, conv)
+    (fft_gradient,) = torch.autograd.grad(by_fft.square().sum(), conv.weight)
+    assert by_fft.shape == direct.shape == (8, 40, 320)
+    assert (by_fft - direct).abs().max() < 1e-5 * direct.abs().max()
+    assert (fft_gradient - direct_gradient).abs().max() < 1e-5 * direct_gradient.abs().max()
+
+
+def test_fft_training_matches_direct_and_leaves_evaluation_exact():
+    torch.manual_seed(0)
+    branch = AudioCNN(40, 0.0, gain=30.0, pooling="time").train()
+    speech = torch.randn(16, 640) * 0.02
+    exact = branch(speech)
+    branch.train_by_fft = True
+    by_fft = branch(speech)
+    assert not torch.equal(by_fft, exact)  # computed another way: rounding differs
+    assert torch.allclose(by_fft, exact, rtol=1e-4, atol=1e-5)
+    branch.eval()  # evaluation and export run the direct convolution
+    with torch.no_grad():
+        evaluated = branch(speech)
+        branch.train_by_fft = False
         assert torch.equal(evaluated, branch(speech))
 
 

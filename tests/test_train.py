@@ -384,6 +384,28 @@ def test_voice_stage_in_bfloat16_trains_differently_but_saves_float32(tiny_corpo
     assert not model.audio.train_in_bfloat16
 
 
+def test_voice_stage_by_fft_trains_as_direct_convolution_does(tiny_corpora, tmp_path):
+    face, exact = face_then_voice_stage(tiny_corpora, tmp_path, "--audio-pooling", "time")
+    by_fft = tmp_path / "voice-fft"
+    assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
+                 "--out", str(by_fft), "--epochs", "1", "--init", str(face / "last.pt"),
+                 "--freeze", "visual", "--audio-pooling", "time", "--audio-fft"]) == 0
+    weights = load_checkpoint(by_fft / "last.pt")[0].state_dict()
+    exact_weights = load_checkpoint(exact / "last.pt")[0].state_dict()
+    conv = "audio.conv2.weight"
+    # float rounding only: the same training run, unlike bfloat16's visible difference
+    assert not torch.equal(weights[conv], exact_weights[conv])
+    assert all(torch.allclose(weights[name], exact_weights[name], atol=1e-4)
+               for name in exact_weights if exact_weights[name].is_floating_point())
+
+
+def test_fft_and_bfloat16_together_are_refused(tiny_corpora, tmp_path, capsys):
+    assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
+                 "--out", str(tmp_path / "run"), "--audio-fft", "--audio-bfloat16"]) == 1
+    assert "choose one" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_bfloat16_falls_back_to_float32_on_a_cpu_without_it(tiny_corpora, tmp_path,
                                                             monkeypatch, capsys):
     exact, reduced = voice_stage_in_bfloat16(tiny_corpora, tmp_path, monkeypatch, native=False)

@@ -66,6 +66,7 @@ class TrainConfig:
     audio_descriptors: bool | None = None  # add/remove the fixed acoustic descriptors; None = keep
     fresh_face_input: bool = False  # restart the LSTM's weights from the visual features
     audio_bfloat16: bool = False  # the audio CNN's convolutions in bfloat16 on CPU
+    audio_fft: bool = False  # the audio CNN's second convolution through the FFT
     card: dict = field(default_factory=dict)  # provenance for the exported model's spec
 
 
@@ -277,7 +278,7 @@ def audio_bfloat16_here(requested: bool, device: torch.device) -> bool:
     if not cpu_has_native_bfloat16():
         print("note: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), where emulated "
               "bfloat16 trains the audio CNN about 6x slower: training it in float32 "
-              "instead (python benchmarks/audio_bfloat16.py measures both)")
+              "instead (python benchmarks/audio_training_speed.py measures both)")
         return False
     return True
 
@@ -293,6 +294,7 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
     seed_everything(config.seed)
     model = build_model(config).to(device)
     model.audio.train_in_bfloat16 = audio_bfloat16_here(config.audio_bfloat16, device)
+    model.audio.train_by_fft = config.audio_fft
     freeze_branches(model, config.freeze)
     network = model
     if distributed.enabled:
@@ -678,6 +680,10 @@ def parse_args(argv):
                         help="train the audio CNN's convolutions in bfloat16 on CPU (1.5x "
                              "faster where the CPU has AVX-512 BF16, slower where it has "
                              "not); checkpoints, export and evaluation stay float32")
+    parser.add_argument("--audio-fft", action="store_true",
+                        help="train the audio CNN's second convolution through the FFT: the "
+                             "same operation with float rounding, less time on a CPU; "
+                             "checkpoints, export and evaluation are unchanged")
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                         help="learning-rate schedule (constant = the paper)")
     parser.add_argument("--clip-norm", type=float, default=1.0)
@@ -706,11 +712,16 @@ def main(argv: list[str] | None = None) -> int:
             select=args.select, ema=args.ema, audio_pooling=args.audio_pooling,
             audio_kernel=args.audio_kernel, audio_descriptors=args.audio_descriptors,
             fresh_face_input=args.fresh_face_input, audio_bfloat16=args.audio_bfloat16,
+            audio_fft=args.audio_fft,
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         from training.data.sequences import VoiceAugment
 
         voice_augment = VoiceAugment(args.voice_speed, args.voice_gain_db)
         crop = (load_checkpoint(args.init)[0].config if args.init else preset(args.preset)).face_crop
+        if args.audio_fft and args.audio_bfloat16:
+            raise ValueError("--audio-fft and --audio-bfloat16 are two ways to speed up the "
+                             "audio CNN's training: choose one (benchmarks/"
+                             "audio_training_speed.py times both on this machine)")
         if args.fresh_face_input and not args.init:
             raise ValueError("--fresh-face-input restarts weights an earlier stage trained: "
                              "give that stage's checkpoint with --init")

@@ -1,10 +1,11 @@
-"""Training speed of the audio CNN in float32 and under `--audio-bfloat16`.
+"""Training speed of the audio CNN: float32, `--audio-fft` and `--audio-bfloat16`.
 
-    python benchmarks/audio_bfloat16.py [--windows 1200] [--repeats 5] [--threads 2]
+    python benchmarks/audio_training_speed.py [--windows 1200] [--repeats 5] [--threads 2]
 
 Times one forward + backward pass of the small preset's audio branch (time pooling) over
 one voice-stage batch of 40 ms windows (default 16 clips x 75 steps), median of the
-repeats, and prints the speed-up. It also reports whether this CPU has native bfloat16
+repeats, for plain float32, the second convolution through the FFT, and bfloat16
+autocast, and prints each speed-up. It also reports whether this CPU has native bfloat16
 (AVX-512 BF16 or AMX): without it bfloat16 autocast on CPU is emulated and slower than
 float32 (0.17x on an AMD EPYC with AVX2 only), so `affect-train --audio-bfloat16` trains
 in float32 there.
@@ -43,13 +44,13 @@ def main(argv: list[str] | None = None) -> int:
                       pooling="time").train()
     windows = torch.randn(args.windows, 640) * 0.02
     results = {}
-    for name, reduced in (("float32", False), ("bfloat16", True)):
-        branch.train_in_bfloat16 = reduced
+    for name, by_fft, reduced in (("float32", False, False), ("fft", True, False),
+                                  ("bfloat16", False, True)):
+        branch.train_by_fft, branch.train_in_bfloat16 = by_fft, reduced
         results[name] = seconds_per_pass(branch, windows, args.repeats)
         print(f"{name:9s} {results[name]:.3f} s per forward+backward of {args.windows} windows "
-              f"({args.threads} threads)")
-    print(f"speed-up {results['float32'] / results['bfloat16']:.2f}x; "
-          f"CPU has native bfloat16 (AVX-512 BF16 or AMX): "
+              f"({args.threads} threads), {results['float32'] / results[name]:.2f}x")
+    print("CPU has native bfloat16 (AVX-512 BF16 or AMX): "
           f"{'yes' if cpu_has_native_bfloat16() else 'no, so affect-train uses float32'}")
     return 0
 
