@@ -5,8 +5,8 @@ import torch
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.losses import ccc_loss
 from training.network import (PRESETS, AffectNet, AudioCNN, NetworkConfig, ResNet,
-                              conv_same_by_fft, pad_same, preset, with_audio_branch,
-                              with_fresh_face_input)
+                              conv_same_by_fft, fast_fft_size, pad_same, preset,
+                              with_audio_branch, with_fresh_face_input)
 
 
 def test_audio_branch_is_the_papers_shape():
@@ -118,6 +118,11 @@ def test_fft_convolution_computes_the_direct_convolution(kernel):
     assert by_fft.shape == direct.shape == (8, 40, 320)
     assert (by_fft - direct).abs().max() < 1e-5 * direct.abs().max()
     assert (fft_gradient - direct_gradient).abs().max() < 1e-5 * direct_gradient.abs().max()
+
+
+def test_fft_sizes_are_the_smallest_with_small_prime_factors():
+    # 359, the second convolution's padded length, is prime: its FFT is the slow kind
+    assert [fast_fft_size(n) for n in (1, 7, 359, 360, 659)] == [1, 8, 360, 360, 675]
 
 
 def test_fft_training_matches_direct_and_leaves_evaluation_exact():
