@@ -110,8 +110,9 @@ def conv_same_by_fft(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
     """conv(pad_same(x, kernel)) computed through the FFT: the same cross-correlation, with
     float rounding of ~1e-6 relative. For the audio CNN's 40-channel, 40-tap second layer
     that is 2.3-2.9x less time than direct convolution on a 2-core CPU (fwd + bwd; the
-    whole audio CNN 1.8x: benchmarks/audio_training_speed.py). A circular convolution at least as long as the
-    padded input wraps only into the first kernel-1 outputs, which are dropped."""
+    whole audio CNN 1.8x: benchmarks/audio_training_speed.py). A circular convolution at
+    least as long as the padded input wraps only into the first kernel-1 outputs, which
+    are dropped."""
     kernel = conv.kernel_size[0]
     padded = pad_same(x, kernel)
     length = padded.shape[-1]
@@ -191,18 +192,15 @@ class AudioCNN(nn.Module):
         # From the clean window: the raw-window dropout is there to regularise the CNN.
         return torch.cat([features, self.descriptors(windows)], dim=1)
 
-    def convolve(self, conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
-        if self.train_by_fft and self.training and conv is self.conv2:
-            return conv_same_by_fft(x, conv)
-        return conv(pad_same(x, conv.kernel_size[0]))
-
     def learned_features(self, windows: torch.Tensor) -> torch.Tensor:
         reduced = self.train_in_bfloat16 and self.training and windows.device.type == "cpu"
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=reduced):
             x = self.dropout(windows * self.gain).unsqueeze(1)
-            x = F.relu(self.convolve(self.conv1, x))
+            x = F.relu(self.conv1(pad_same(x, self.kernel)))
             x = F.max_pool1d(x, 2)
-            x = F.relu(self.convolve(self.conv2, x))  # [N, filters, 320]
+            by_fft = self.train_by_fft and self.training
+            x = F.relu(conv_same_by_fft(x, self.conv2) if by_fft
+                       else self.conv2(pad_same(x, 40)))  # [N, filters, 320]
         x = x.float()
         if self.pooling == "time":
             # log: speech level spans ~40 dB, which the LSTM should see as offsets, not scale.

@@ -678,8 +678,9 @@ def parse_args(argv):
                              "the voice goes unheard whenever a face is seen); needs --init")
     parser.add_argument("--audio-bfloat16", action="store_true",
                         help="train the audio CNN's convolutions in bfloat16 on CPU (1.5x "
-                             "faster where the CPU has AVX-512 BF16, slower where it has "
-                             "not); checkpoints, export and evaluation stay float32")
+                             "faster where the CPU has AVX-512 BF16 or AMX; elsewhere it "
+                             "trains in float32, with a note); checkpoints, export and "
+                             "evaluation stay float32")
     parser.add_argument("--audio-fft", action="store_true",
                         help="train the audio CNN's second convolution through the FFT: the "
                              "same operation with float rounding, less time on a CPU; "
@@ -716,12 +717,12 @@ def main(argv: list[str] | None = None) -> int:
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         from training.data.sequences import VoiceAugment
 
-        voice_augment = VoiceAugment(args.voice_speed, args.voice_gain_db)
-        crop = (load_checkpoint(args.init)[0].config if args.init else preset(args.preset)).face_crop
         if args.audio_fft and args.audio_bfloat16:
             raise ValueError("--audio-fft and --audio-bfloat16 are two ways to speed up the "
                              "audio CNN's training: choose one (benchmarks/"
                              "audio_training_speed.py times both on this machine)")
+        voice_augment = VoiceAugment(args.voice_speed, args.voice_gain_db)
+        crop = (load_checkpoint(args.init)[0].config if args.init else preset(args.preset)).face_crop
         if args.fresh_face_input and not args.init:
             raise ValueError("--fresh-face-input restarts weights an earlier stage trained: "
                              "give that stage's checkpoint with --init")
