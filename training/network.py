@@ -200,7 +200,7 @@ class AudioCNN(nn.Module):
             x = F.max_pool1d(x, 2)
             by_fft = self.train_by_fft and self.training
             x = F.relu(conv_same_by_fft(x, self.conv2) if by_fft
-                       else self.conv2(pad_same(x, 40)))  # [N, filters, 320]
+                       else self.conv2(pad_same(x, self.conv2.kernel_size[0])))  # [N, filters, 320]
         x = x.float()
         if self.pooling == "time":
             # log: speech level spans ~40 dB, which the LSTM should see as offsets, not scale.

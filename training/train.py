@@ -677,7 +677,7 @@ def parse_args(argv):
                              "features (the face stage leaves them saturating the gates, so "
                              "the voice goes unheard whenever a face is seen); needs --init")
     parser.add_argument("--audio-bfloat16", action="store_true",
-                        help="train the audio CNN's convolutions in bfloat16 on CPU (1.5x "
+                        help="train the audio CNN's convolutions in bfloat16 on CPU (1.2-1.5x "
                              "faster where the CPU has AVX-512 BF16 or AMX; elsewhere it "
                              "trains in float32, with a note); checkpoints, export and "
                              "evaluation stay float32")
@@ -721,11 +721,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--audio-fft and --audio-bfloat16 are two ways to speed up the "
                              "audio CNN's training: choose one (benchmarks/"
                              "audio_training_speed.py times both on this machine)")
-        voice_augment = VoiceAugment(args.voice_speed, args.voice_gain_db)
-        crop = (load_checkpoint(args.init)[0].config if args.init else preset(args.preset)).face_crop
         if args.fresh_face_input and not args.init:
             raise ValueError("--fresh-face-input restarts weights an earlier stage trained: "
                              "give that stage's checkpoint with --init")
+        voice_augment = VoiceAugment(args.voice_speed, args.voice_gain_db)
+        crop = (load_checkpoint(args.init)[0].config if args.init else preset(args.preset)).face_crop
         if args.stage == "recordings":
             if not args.dataset:
                 raise ValueError("--stage recordings needs --dataset KIND:PATH")
