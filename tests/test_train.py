@@ -440,9 +440,29 @@ def test_fused_stage_can_select_on_fusion_and_each_modality_alone(tiny_corpora, 
     assert printed.count("face alone, per clip: CCC arousal") == 2
     best = torch.load(out / "best.pt", weights_only=True)["best"]
     alone = best["metrics"]["alone"]
-    assert alone["voice alone"]["per_sequence"]["n"] == 16
+    assert alone["voice alone"]["per_sequence"]["n"] == 8  # every held-out clip once
     assert best["score"] == pytest.approx(mean_ccc(best["metrics"], "balanced"))
     # the other stages validate on one modality already: refused there
     assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
                  "--out", str(tmp_path / "voice"), "--select", "balanced"]) == 1
     assert "--select balanced is for the fused stage" in capsys.readouterr().err
+
+
+def test_voice_stage_can_select_on_every_held_out_clip_whole(tiny_corpora, tmp_path, capsys):
+    crop = preset("tiny").face_crop
+    _, valid_set = build_datasets("voice", tiny_corpora, crop, 8, 3, steps=10, seed=0,
+                                  whole_valid_clips=True)
+    # the 8 clips of actors 17-18, each once and whole (2 s = 50 steps), not 3 stretches
+    clips = [valid_set[i] for i in range(len(valid_set))]
+    assert len(clips) == 8 and {clip.steps for clip in clips} == {50}
+    # 2 actors x angry/sad, both present (tiny corpora: the 2 statements are one tone)
+    assert len({clip.audio[10].tobytes() for clip in clips}) == 4
+    out = tmp_path / "voice"
+    assert main([*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora),
+                 "--out", str(out), "--epochs", "1", "--select", "clip"]) == 0
+    best = torch.load(out / "best.pt", weights_only=True)["best"]
+    assert best["metrics"]["per_sequence"]["n"] == 8
+    assert best["score"] == pytest.approx(mean_ccc(best["metrics"], "clip"))
+    assert main([*TINY_RUN, "--stage", "face", "--data-root", str(tiny_corpora),
+                 "--out", str(tmp_path / "face"), "--select", "clip"]) == 1
+    assert "--select clip is for the voice stage" in capsys.readouterr().err

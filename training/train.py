@@ -204,21 +204,22 @@ def training_loss(model, batch: dict, config: TrainConfig, autocast) -> torch.Te
     return loss
 
 
-SELECTIONS = ("step", "sequence", "balanced")
+SELECTIONS = ("step", "sequence", "clip", "balanced")
 
 
 def mean_ccc(metrics: dict, select: str = "step") -> float:
-    """The score that picks best.pt: mean CCC over steps, or over sequence means; balanced:
-    the mean of the steps' score and each single-modality set's clip-level score."""
+    """The score that picks best.pt: mean CCC over steps, or over sequence means (clip: the
+    sequences are every held-out clip once, whole); balanced: the mean of the steps' score
+    and each single-modality set's clip-level score."""
     if select not in SELECTIONS:
-        raise ValueError(f"--select takes 'step', 'sequence' or 'balanced', not {select!r}")
+        raise ValueError(f"--select takes one of {', '.join(SELECTIONS)}, not {select!r}")
     if select == "balanced":
         if not metrics.get("alone"):
             raise ValueError("--select balanced needs the single-modality validation sets")
         scores = [mean_ccc(metrics), *(mean_ccc(alone, "sequence")
                                        for alone in metrics["alone"].values())]
         return sum(scores) / len(scores)
-    scored = metrics["per_sequence"] if select == "sequence" else metrics
+    scored = metrics["per_sequence"] if select in ("sequence", "clip") else metrics
     return (scored["arousal"]["ccc"] + scored["valence"]["ccc"]) / 2
 
 
@@ -459,7 +460,7 @@ def _progress(iterable, description: str, show: bool):
 DEFAULT_DATA_ROOT = Path("../shared/data")
 REHEARSAL_STEPS = 50  # 2 s of a held face, beside voice clips of up to 4 s
 FACE_ALONE_STEPS = 10  # a still face as affect-eval scores FER+ images
-ALONE_VALID_SEQUENCES = 240  # each of voices alone and faces alone (RAVDESS 17-20 has 240 clips)
+ALONE_VALID_SEQUENCES = 240  # faces alone; voices alone are every RAVDESS 17-20 clip (240)
 
 
 def check_stage_options(stage: str, voice_augment, face_rehearsal: float,
@@ -483,7 +484,8 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
                    valid_sequences: int, steps: int, seed: int,
                    p_face_missing: float = 0.15, p_silence: float = 0.15,
                    voice_augment=None, face_rehearsal: float = 0.0,
-                   voice_rehearsal: float = 0.0, p_mismatch: float = 0.0):
+                   voice_rehearsal: float = 0.0, p_mismatch: float = 0.0,
+                   whole_valid_clips: bool = False):
     """-> (train set, validation set) of sequences for one training stage.
 
     Validation is fixed (seed + 1, epoch 0) and drawn from held-out identities:
@@ -492,14 +494,19 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
     and fused stages) is the share of FER2013Train faces held for REHEARSAL_STEPS with the
     voice silent, ``voice_rehearsal`` (fused stage) the share of whole RAVDESS training
     clips without a face. ``p_mismatch`` (fused stage): share of training segments whose
-    face disagrees with the voice (SyntheticConfig).
+    face disagrees with the voice (SyntheticConfig). ``whole_valid_clips`` (voice stage,
+    --select clip): validate on every held-out clip once, whole, not on valid_sequences
+    random stretches of them.
     """
     check_stage_options(stage, voice_augment, face_rehearsal, voice_rehearsal, p_mismatch)
+    if whole_valid_clips and stage != "voice":
+        raise ValueError(f"--select clip is for the voice stage, not {stage!r}")
     from training.data.ferplus import load_ferplus
     from training.data.ravdess import load_ravdess, split_actors
     from training.data.sequences import (NO_JITTER, FaceOnlyBuilder, SequenceDataset,
                                          RehearsalBuilder, SyntheticBuilder,
-                                         SyntheticConfig, VoiceAugment, VoiceOnlyBuilder)
+                                         SyntheticConfig, VoiceAugment, VoiceOnlyBuilder,
+                                         WholeClips)
 
     def pair(train_builder, valid_builder):
         return (SequenceDataset(train_builder, train_sequences, seed),
@@ -517,6 +524,8 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
             faces = load_ferplus(data_root / "ferplus", "FER2013Train")
             train_builder = RehearsalBuilder(
                 train_builder, FaceOnlyBuilder(faces, crop, REHEARSAL_STEPS), face_rehearsal)
+        if whole_valid_clips:  # --select clip: validate as the RAVDESS bar scores
+            return SequenceDataset(train_builder, train_sequences, seed), WholeClips(voices[1], crop)
         return pair(train_builder, VoiceOnlyBuilder(voices[1], crop, steps))
     if stage == "fused":
         faces = [load_ferplus(data_root / "ferplus", split)
@@ -541,22 +550,20 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
 
 
 def single_modality_validation(data_root: Path, crop, seed: int) -> dict[str, Dataset]:
-    """Held-out voices alone (whole RAVDESS clips of actors 17-20) and faces alone
+    """Held-out voices alone (every RAVDESS clip of actors 17-20 once, whole) and faces alone
     (FER2013Valid, held for FACE_ALONE_STEPS), as the RAVDESS and FER+ bars score them:
     with --select balanced the fused stage keeps the epoch that serves fusion and each
     modality alone (its epochs' RAVDESS arousal swung by 0.03 while the fused score led)."""
     from training.data.ferplus import load_ferplus
     from training.data.ravdess import load_ravdess, split_actors
-    from training.data.sequences import (NO_JITTER, FaceOnlyBuilder, SequenceDataset,
-                                         VoiceOnlyBuilder)
+    from training.data.sequences import NO_JITTER, FaceOnlyBuilder, SequenceDataset, WholeClips
 
-    sequences = ALONE_VALID_SEQUENCES
     voices = split_actors(load_ravdess(data_root / "ravdess-speech-16k"))[1]
     faces = load_ferplus(data_root / "ferplus", "FER2013Valid")
-    return {"voice alone": SequenceDataset(VoiceOnlyBuilder(voices, crop), sequences, seed + 1),
+    return {"voice alone": WholeClips(voices, crop),
             "face alone": SequenceDataset(FaceOnlyBuilder(faces, crop, FACE_ALONE_STEPS,
                                                           jitter=NO_JITTER),
-                                          sequences, seed + 1)}
+                                          ALONE_VALID_SEQUENCES, seed + 1)}
 
 
 def recording_datasets(dataset: str, crop, steps: int, seed: int):
@@ -652,9 +659,11 @@ def parse_args(argv):
                              "clips alone (keeps the LSTM reading voices without a face)")
     parser.add_argument("--select", default="step", choices=SELECTIONS,
                         help="keep as best.pt the epoch with the best mean CCC over steps, "
-                             "or over each sequence's mean (clip-level scoring); balanced "
-                             "(fused stage): the mean of that step score and the clip-level "
-                             "scores of 240 held-out voices alone and 240 faces alone")
+                             "or over each sequence's mean (clip-level scoring); clip (voice "
+                             "stage): the same over every held-out clip once, whole, as the "
+                             "RAVDESS bar scores them; balanced (fused stage): the mean of the "
+                             "step score and the clip-level scores of every held-out voice "
+                             "alone and 240 faces alone")
     parser.add_argument("--ema", type=float, default=0.0,
                         help="validate and save an exponential moving average of the weights "
                              "with this decay per optimiser step (e.g. 0.995); 0 = off")
@@ -738,7 +747,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   args.steps, args.seed, args.p_face_missing,
                                                   args.p_silence, voice_augment,
                                                   args.face_rehearsal, args.voice_rehearsal,
-                                                  args.p_mismatch)
+                                                  args.p_mismatch,
+                                                  whole_valid_clips=args.select == "clip")
         valid_alone = None
         if args.select == "balanced":
             if args.stage != "fused":

@@ -483,6 +483,21 @@ class VoiceOnlyBuilder:
                               category=category_distribution(self.voices.category(index)))
 
 
+class WholeClips(torch.utils.data.Dataset):
+    """Every clip once, whole, in file order: a fixed validation set that scores each clip
+    as affect-eval's RAVDESS bar does (random draws repeat some clips and miss others)."""
+
+    def __init__(self, voices: RavdessClips, crop: FaceCrop):
+        self.voices, self.crop = voices, crop
+
+    def __len__(self) -> int:
+        return len(self.voices)
+
+    def __getitem__(self, index: int) -> Sequence:
+        return voice_sequence(self.voices.audio(index), self.voices.targets[index], self.crop,
+                              category=category_distribution(self.voices.category(index)))
+
+
 @dataclass(frozen=True, eq=False)
 class RehearsalBuilder:
     """``main``'s sequences, with a ``share`` of them replaced by ``rehearsal``'s.
