@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.network import AffectNet, preset, with_fresh_face_input
+from training.checkpoint import load_checkpoint
+from training.network import AffectNet, preset
 from training.train import (REHEARSAL_STEPS, build_datasets, main, mean_ccc,
                             seed_everything)
 
@@ -466,40 +466,3 @@ def test_voice_stage_can_select_on_every_held_out_clip_whole(tiny_corpora, tmp_p
     assert main([*TINY_RUN, "--stage", "face", "--data-root", str(tiny_corpora),
                  "--out", str(tmp_path / "face"), "--select", "clip"]) == 1
     assert "--select clip is for the voice stage" in capsys.readouterr().err
-
-
-def test_face_input_only_fusion_keeps_every_voice_only_output(tiny_corpora, tmp_path, capsys):
-    # a random tiny network as the earlier stage (a trained tiny one saturates: no gradient)
-    earlier = tmp_path / "earlier.pt"
-    torch.manual_seed(1)
-    save_checkpoint(earlier, AffectNet(preset("tiny")).eval(), "tiny")
-    fused = tmp_path / "fused"
-    assert main([*TINY_RUN, "--stage", "fused", "--data-root", str(tiny_corpora),
-                 "--out", str(fused), "--epochs", "2", "--init", str(earlier),
-                 "--face-rehearsal", "0.5",  # happy and sad faces: targets that vary
-                 "--fresh-face-input", "--face-input-only", "--freeze", "audio", "visual"]) == 0
-    before, _ = load_checkpoint(earlier)
-    after, _ = load_checkpoint(fused / "last.pt")
-    old, new = before.state_dict(), after.state_dict()
-    assert all(torch.equal(old[name], new[name]) for name in old if name != "lstm.weight_ih_l0")
-    audio_columns = slice(0, before.audio.out_features)
-    torch.testing.assert_close(old["lstm.weight_ih_l0"][:, audio_columns],
-                               new["lstm.weight_ih_l0"][:, audio_columns], rtol=0, atol=0)
-    restarted = with_fresh_face_input(before, seed=0).state_dict()["lstm.weight_ih_l0"]
-    assert not torch.allclose(restarted, new["lstm.weight_ih_l0"])  # the face columns trained
-    # so a voice without a face reads exactly as after the voice stage; a face changes it
-    torch.manual_seed(0)
-    crop = before.config.face_crop
-    audio = torch.randn(2, 20, 640) * 0.1
-    face = torch.rand(2, 20, crop.channels, crop.size, crop.size)
-    h, c = before.initial_state(2)
-    no_face, with_face = torch.zeros(2, 20), torch.ones(2, 20)
-    torch.testing.assert_close(before.eval()(audio, face, no_face, h, c)[0],
-                               after.eval()(audio, face, no_face, h, c)[0])
-    assert not torch.allclose(before(audio, face, with_face, h, c)[0],
-                              after(audio, face, with_face, h, c)[0])
-    # both branches must be frozen, or the voice reading would move with the audio CNN
-    assert main([*TINY_RUN, "--stage", "fused", "--data-root", str(tiny_corpora),
-                 "--out", str(tmp_path / "bad"), "--init", str(earlier),
-                 "--face-input-only", "--freeze", "visual"]) == 1
-    assert "add --stage fused --freeze audio visual" in capsys.readouterr().err

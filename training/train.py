@@ -65,7 +65,6 @@ class TrainConfig:
     audio_kernel: int | None = None  # switch the first audio conv's taps; None = keep
     audio_descriptors: bool | None = None  # add/remove the fixed acoustic descriptors; None = keep
     fresh_face_input: bool = False  # restart the LSTM's weights from the visual features
-    face_input_only: bool = False  # train only the LSTM's input weights from the face
     audio_bfloat16: bool = False  # the audio CNN's convolutions in bfloat16 on CPU
     audio_fft: bool = False  # the audio CNN's second convolution through the FFT
     card: dict = field(default_factory=dict)  # provenance for the exported model's spec
@@ -238,21 +237,6 @@ def freeze_branches(model: AffectNet, names: tuple[str, ...]) -> None:
             parameter.requires_grad_(False)
 
 
-def train_face_input_only(model: AffectNet) -> None:
-    """Freeze every weight but the LSTM's input weights from the face features and face
-    mask. Without a face those columns multiply zeros, so every voice-only output stays
-    exactly what the previous stage gave: the fused stage can learn to weigh the voice
-    beside a face without costing the voice alone (which fell 0.67 -> 0.58 in RAVDESS
-    arousal when the whole LSTM trained)."""
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    weights = model.lstm.weight_ih_l0
-    weights.requires_grad_(True)
-    trained = torch.zeros_like(weights)
-    trained[:, model.audio.out_features:] = 1.0  # visual features, then the face mask
-    weights.register_hook(lambda gradient: gradient * trained)
-
-
 def train_mode(model: AffectNet, frozen: tuple[str, ...]) -> None:
     """model.train(), but frozen branches stay in eval mode: their BatchNorm statistics
     must not drift either (fused batches hold few distinct faces, so they would)."""
@@ -313,8 +297,6 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
     model.audio.train_in_bfloat16 = audio_bfloat16_here(config.audio_bfloat16, device)
     model.audio.train_by_fft = config.audio_fft
     freeze_branches(model, config.freeze)
-    if config.face_input_only:
-        train_face_input_only(model)
     network = model
     if distributed.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
@@ -703,10 +685,6 @@ def parse_args(argv):
                         help="fused stage: restart the LSTM's input weights from the face "
                              "features (the face stage leaves them saturating the gates, so "
                              "the voice goes unheard whenever a face is seen); needs --init")
-    parser.add_argument("--face-input-only", action="store_true",
-                        help="fused stage: train only the LSTM's input weights from the face "
-                             "features, so voice-only output stays exactly the voice stage's "
-                             "(with --fresh-face-input; needs --freeze audio visual)")
     parser.add_argument("--audio-bfloat16", action="store_true",
                         help="train the audio CNN's convolutions in bfloat16 on CPU (1.2-1.5x "
                              "faster where the CPU has AVX-512 BF16 or AMX; elsewhere it "
@@ -743,8 +721,7 @@ def main(argv: list[str] | None = None) -> int:
             category_weight=args.category_weight,
             select=args.select, ema=args.ema, audio_pooling=args.audio_pooling,
             audio_kernel=args.audio_kernel, audio_descriptors=args.audio_descriptors,
-            fresh_face_input=args.fresh_face_input, face_input_only=args.face_input_only,
-            audio_bfloat16=args.audio_bfloat16,
+            fresh_face_input=args.fresh_face_input, audio_bfloat16=args.audio_bfloat16,
             audio_fft=args.audio_fft,
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         from training.data.sequences import VoiceAugment
@@ -753,10 +730,6 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--audio-fft and --audio-bfloat16 are two ways to speed up the "
                              "audio CNN's training: choose one (benchmarks/"
                              "audio_training_speed.py times both on this machine)")
-        if args.face_input_only and (args.stage != "fused"
-                                     or not {"audio", "visual"} <= set(args.freeze)):
-            raise ValueError("--face-input-only is for the fused stage with both branches "
-                             "frozen: add --stage fused --freeze audio visual")
         if args.fresh_face_input and not args.init:
             raise ValueError("--fresh-face-input restarts weights an earlier stage trained: "
                              "give that stage's checkpoint with --init")
