@@ -205,6 +205,7 @@ def training_loss(model, batch: dict, config: TrainConfig, autocast) -> torch.Te
 
 
 SELECTIONS = ("step", "sequence", "clip", "balanced")
+SELECTION_STAGE = {"clip": "voice", "balanced": "fused"}  # the stage whose held-out sets they score
 
 
 def mean_ccc(metrics: dict, select: str = "step") -> float:
@@ -499,8 +500,6 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
     random stretches of them.
     """
     check_stage_options(stage, voice_augment, face_rehearsal, voice_rehearsal, p_mismatch)
-    if whole_valid_clips and stage != "voice":
-        raise ValueError(f"--select clip is for the voice stage, not {stage!r}")
     from training.data.ferplus import load_ferplus
     from training.data.ravdess import load_ravdess, split_actors
     from training.data.sequences import (NO_JITTER, FaceOnlyBuilder, SequenceDataset,
@@ -524,9 +523,9 @@ def build_datasets(stage: str, data_root: Path, crop, train_sequences: int,
             faces = load_ferplus(data_root / "ferplus", "FER2013Train")
             train_builder = RehearsalBuilder(
                 train_builder, FaceOnlyBuilder(faces, crop, REHEARSAL_STEPS), face_rehearsal)
-        if whole_valid_clips:  # --select clip: validate as the RAVDESS bar scores
-            return SequenceDataset(train_builder, train_sequences, seed), WholeClips(voices[1], crop)
-        return pair(train_builder, VoiceOnlyBuilder(voices[1], crop, steps))
+        train_set, valid_set = pair(train_builder, VoiceOnlyBuilder(voices[1], crop, steps))
+        # --select clip: validate as the RAVDESS bar scores
+        return train_set, WholeClips(voices[1], crop) if whole_valid_clips else valid_set
     if stage == "fused":
         faces = [load_ferplus(data_root / "ferplus", split)
                  for split in ("FER2013Train", "FER2013Valid")]
@@ -733,6 +732,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.fresh_face_input and not args.init:
             raise ValueError("--fresh-face-input restarts weights an earlier stage trained: "
                              "give that stage's checkpoint with --init")
+        only_stage = SELECTION_STAGE.get(args.select)
+        if only_stage and args.stage != only_stage:
+            raise ValueError(f"--select {args.select} is for the {only_stage} stage, not "
+                             f"{args.stage!r}")
         voice_augment = VoiceAugment(args.voice_speed, args.voice_gain_db)
         crop = (load_checkpoint(args.init)[0].config if args.init else preset(args.preset)).face_crop
         if args.stage == "recordings":
@@ -751,9 +754,6 @@ def main(argv: list[str] | None = None) -> int:
                                                   whole_valid_clips=args.select == "clip")
         valid_alone = None
         if args.select == "balanced":
-            if args.stage != "fused":
-                raise ValueError(f"--select balanced is for the fused stage, not "
-                                 f"{args.stage!r}")
             valid_alone = single_modality_validation(args.data_root, crop, args.seed)
         from training.data.sequences import collate_sequences
 
