@@ -217,6 +217,29 @@ def test_train_export_evaluate_end_to_end(tiny_corpora, tmp_path):
     assert json.loads((tmp_path / "ravdess" / "metrics.json").read_text())["n"] == 8
 
 
+def test_ravdess_evaluation_scores_each_held_out_actor_alone(tiny_model_path, tiny_corpora,
+                                                             tmp_path, capsys):
+    import numpy as np
+
+    from training.evaluate import main as evaluate
+    from training.losses import ccc
+
+    out = tmp_path / "ravdess"
+    assert evaluate(["--model", str(tiny_model_path), "--dataset",
+                     f"ravdess:{tiny_corpora / 'ravdess-speech-16k'}", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    by_speaker = metrics["by_speaker"]
+    assert sorted(by_speaker) == ["actor 17", "actor 18"]  # the held-out actors only
+    assert [s["n"] for s in by_speaker.values()] == [4, 4] and metrics["n"] == 8
+    saved = np.load(out / "predictions.npz")  # clips in file order: actor 17's, then 18's
+    for rows, actor in ((slice(0, 4), 17), (slice(4, 8), 18)):
+        for index, name in enumerate(("arousal", "valence")):
+            assert by_speaker[f"actor {actor}"][name]["ccc"] == pytest.approx(
+                ccc(saved["predictions"][rows, index], saved["targets"][rows, index]))
+    assert by_speaker["actor 17"]["arousal"]["ccc"] != by_speaker["actor 18"]["arousal"]["ccc"]
+    assert "actor 17 (4): arousal CCC" in capsys.readouterr().out
+
+
 def test_streamed_evaluation_carries_the_state_from_clip_to_clip(tiny_model_path, tiny_corpora,
                                                                  tmp_path, capsys):
     import numpy as np

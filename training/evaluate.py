@@ -16,8 +16,8 @@ model. KIND and what one scored item is:
 --stream N (clip-scored sets: ravdess) plays the clips back to back in random runs of N
 with the model's state carried, as a live stream does; each clip is still scored as the
 mean over its own steps. The default, 1, starts every clip from a fresh state.
-Writes DIR/metrics.json ({"arousal": {"ccc","pcc","rmse"}, "valence": {...}, "n", ...})
-and DIR/time.png, DIR/scatter.png.
+Writes DIR/metrics.json ({"arousal": {"ccc","pcc","rmse"}, "valence": {...}, "n", ...};
+for ravdess also "by_speaker": the same per actor) and DIR/time.png, DIR/scatter.png.
 """
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ class EvalSet:
     sequences: list  # of training.data.sequences.Sequence
     reduce: str  # "last" step, "mean" over the sequence, or every "step"
     unit: str  # what one scored item is, for the report
+    # The speaker of each scored item (one per sequence), where the corpus names them:
+    # metrics.json then also scores each speaker alone, which shows whether a shortfall
+    # is spread over every held-out voice or comes from one of them.
+    speakers: tuple[str, ...] = ()
 
 
 def load_eval_set(kind: str, path: Path, split: str | None, crop: FaceCrop,
@@ -64,7 +68,8 @@ def load_eval_set(kind: str, path: Path, split: str | None, crop: FaceCrop,
         clips = _ravdess_split(load_ravdess(path), split or "valid", split_actors)
         items = [seq.voice_sequence(clips.audio(i), clips.targets[i], crop)
                  for i in range(len(clips))]
-        return EvalSet(items, "mean", "clip (mean over the clip, face masked)")
+        return EvalSet(items, "mean", "clip (mean over the clip, face masked)",
+                       tuple(f"actor {actor}" for actor in clips.actor))
     if kind == "synthetic":
         return synthetic_eval_set(path, split, crop, seed)
     if kind in ("recola", "manifest"):
@@ -239,6 +244,11 @@ def evaluate_model(model: Path, kind: str, path: Path, split: str | None, out: P
     predictions, targets = score(session, eval_set, mask_face, mask_voice, stream=stream,
                                  seed=seed)
     metrics = regression_metrics(predictions, targets)
+    if eval_set.speakers:
+        speakers = np.array(eval_set.speakers)
+        metrics["by_speaker"] = {name: regression_metrics(predictions[speakers == name],
+                                                          targets[speakers == name])
+                                 for name in sorted(set(eval_set.speakers))}
     unit = eval_set.unit + (f", played back to back in runs of {stream}" if stream > 1 else "")
     metrics.update({"unit": unit, "dataset": f"{kind}:{path}", "split": split,
                     "mask_face": mask_face, "mask_voice": mask_voice, "stream": stream,
@@ -280,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.dataset} ({metrics['n']} x {metrics['unit']}): "
           + ", ".join(f"{name} CCC {metrics[name]['ccc']:.3f} PCC {metrics[name]['pcc']:.3f} "
                       f"RMSE {metrics[name]['rmse']:.3f}" for name in OUTPUT_DIMENSIONS))
+    for speaker, scores in metrics.get("by_speaker", {}).items():
+        print(f"  {speaker} ({scores['n']}): " + ", ".join(
+            f"{name} CCC {scores[name]['ccc']:.3f}" for name in OUTPUT_DIMENSIONS))
     print(f"wrote {args.out / 'metrics.json'}")
     return 0
 
