@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from training.losses import (category_loss, ccc, ccc_loss, ccc_per_dimension,
-                             clip_mean_ccc_loss, modality_ccc_loss, pearson, regression_metrics, rmse)
+                             modality_ccc_loss, pearson, regression_metrics, rmse)
 
 
 def reference_ccc(x, y):
@@ -92,28 +92,6 @@ def test_per_modality_ccc_stops_faces_making_up_for_a_compressed_voice():
     assert pooled[1] < pooled[0]  # the pooled CCC rewards the over-spread faces...
     assert split[0] < split[1]  # ...scoring each modality on its own does not
     assert torch.isclose(split[0], ccc_loss(exact[:, :100], target[:, :100]))  # faces exact
-
-
-def test_clip_mean_term_scores_each_voice_clip_by_its_mean_output():
-    # six voice-only clips (constant targets) whose outputs wander within the clip, e.g.
-    # near zero through a leading silence, but average to the target; one face sequence
-    rng = np.random.default_rng(0)
-    clip_targets = rng.uniform(-1, 1, (7, 2))
-    target = torch.tensor(np.repeat(clip_targets[:, None], 50, axis=1), dtype=torch.float32)
-    wander = torch.tensor(rng.standard_normal((7, 50, 2)), dtype=torch.float32)
-    prediction = target + wander - wander.mean(dim=1, keepdim=True)
-    step_mask, face_mask = torch.ones(7, 50), torch.zeros(7, 50)
-    face_mask[6] = 1.0
-    prediction[6] = -target[6]  # the face sequence is not this term's business
-    step_mask[0, 40:] = 0.0  # padding: outside the mean
-    prediction[0, 40:] = 5.0
-    prediction[0, :40] += target[0, 0] - prediction[0, :40].mean(dim=0)
-    assert float(clip_mean_ccc_loss(prediction, target, step_mask, face_mask)) < 1e-4
-    assert float(ccc_loss(prediction, target, step_mask)) > 0.3  # per step it is error
-    shrunk = prediction.clone()
-    shrunk[:6] *= 0.3  # clip means pulled towards zero
-    assert float(clip_mean_ccc_loss(shrunk, target, step_mask, face_mask)) > 0.3
-    assert clip_mean_ccc_loss(prediction[4:], target[4:], step_mask[4:], face_mask[4:]) is None
 
 
 def test_category_loss_is_soft_cross_entropy_over_steps_with_known_classes():

@@ -65,26 +65,6 @@ def modality_ccc_loss(prediction: torch.Tensor, target: torch.Tensor, step_mask:
     return loss
 
 
-def clip_mean_ccc_loss(prediction: torch.Tensor, target: torch.Tensor, step_mask: torch.Tensor,
-                       face_mask: torch.Tensor, minimum: int = 3) -> torch.Tensor | None:
-    """1 - CCC of the voice-only sequences' mean predictions against their targets, across
-    the batch (averaged over arousal and valence); None with fewer than ``minimum`` of them.
-
-    The RAVDESS bar scores each clip by its mean output. A per-step CCC also counts how
-    the output moves within a clip (through leading silence, or while the LSTM is still
-    listening) as error; this term asks only that the means be ordered and scaled right.
-    """
-    steps = step_mask.to(prediction.dtype)
-    voice_only = (steps > 0).any(dim=1) & ((face_mask * steps) < 0.5).all(dim=1)
-    if int(voice_only.sum()) < minimum:
-        return None
-    count = steps.sum(dim=1, keepdim=True).clamp_min(1.0)  # [B,1]
-    mean_prediction = (prediction * steps.unsqueeze(-1)).sum(dim=1) / count  # [B,D]
-    mean_target = (target * steps.unsqueeze(-1)).sum(dim=1) / count
-    chosen = voice_only.nonzero().squeeze(1)
-    return ccc_loss(mean_prediction[chosen].unsqueeze(1), mean_target[chosen].unsqueeze(1))
-
-
 def category_loss(logits: torch.Tensor, distribution: torch.Tensor,
                   step_mask: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of logits [B,T,K] against class distributions [B,T,K] (soft labels,

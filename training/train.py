@@ -35,8 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from training.losses import (category_loss, clip_mean_ccc_loss, modality_ccc_loss,
-                             regression_metrics)
+from training.losses import category_loss, modality_ccc_loss, regression_metrics
 from training.network import (AUDIO_POOLINGS, AffectNet, cpu_has_native_bfloat16, preset,
                               with_audio_branch, with_fresh_face_input)
 
@@ -59,7 +58,6 @@ class TrainConfig:
     schedule: str = "constant"  # learning rate: "constant" (the paper) or "cosine" decay
     voice_only_weight: float = 0.0  # extra CCC term on steps without a face (losses.py)
     per_modality: bool = False  # CCC on face steps + CCC on faceless steps, no pooled term
-    clip_mean_weight: float = 0.0  # extra CCC term on voice-only sequences' means (losses.py)
     category_weight: float = 0.0  # cross-entropy of the training-only category head
     select: str = "step"  # best.pt by CCC over "step"s or over "sequence" means
     ema: float = 0.0  # decay of the weight average that is validated and saved; 0 = raw weights
@@ -200,11 +198,6 @@ def training_loss(model, batch: dict, config: TrainConfig, autocast) -> torch.Te
     loss = modality_ccc_loss(prediction.float(), batch["target"], batch["step_mask"],
                              batch["face_mask"], config.voice_only_weight,
                              config.per_modality)
-    if config.clip_mean_weight > 0:
-        clip_term = clip_mean_ccc_loss(prediction.float(), batch["target"], batch["step_mask"],
-                                       batch["face_mask"])
-        if clip_term is not None:
-            loss = loss + config.clip_mean_weight * clip_term
     if with_categories:
         loss = loss + config.category_weight * category_loss(
             output[1].float(), batch["category"], batch["step_mask"])
@@ -648,9 +641,6 @@ def parse_args(argv):
     parser.add_argument("--per-modality-ccc", action="store_true",
                         help="loss = CCC over steps with a face + CCC over steps without, "
                              "instead of one pooled CCC (voice stage with --face-rehearsal)")
-    parser.add_argument("--clip-mean-weight", type=float, default=0.0,
-                        help="weight of an extra CCC loss on each voice-only sequence's mean "
-                             "output, across the batch: the unit the RAVDESS bar scores")
     parser.add_argument("--category-weight", type=float, default=0.0,
                         help="weight of a cross-entropy loss on a training-only category "
                              "head (FER+ vote shares, RAVDESS emotion); not exported")
@@ -727,7 +717,6 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed, workers=args.workers, resume=args.resume, init=args.init,
             freeze=tuple(args.freeze), schedule=args.schedule,
             voice_only_weight=args.voice_only_weight, per_modality=args.per_modality_ccc,
-            clip_mean_weight=args.clip_mean_weight,
             category_weight=args.category_weight,
             select=args.select, ema=args.ema, audio_pooling=args.audio_pooling,
             audio_kernel=args.audio_kernel, audio_descriptors=args.audio_descriptors,
