@@ -248,7 +248,7 @@ def evaluate_model(model: Path, kind: str, path: Path, split: str | None, out: P
         speakers = np.array(eval_set.speakers)
         metrics["by_speaker"] = {name: regression_metrics(predictions[speakers == name],
                                                           targets[speakers == name])
-                                 for name in sorted(set(eval_set.speakers))}
+                                 for name in dict.fromkeys(eval_set.speakers)}  # file order
     unit = eval_set.unit + (f", played back to back in runs of {stream}" if stream > 1 else "")
     metrics.update({"unit": unit, "dataset": f"{kind}:{path}", "split": split,
                     "mask_face": mask_face, "mask_voice": mask_voice, "stream": stream,
