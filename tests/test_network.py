@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -256,6 +258,23 @@ def test_fresh_face_input_changes_only_what_a_visible_face_does():
     state = torch.random.get_rng_state()
     assert torch.equal(with_fresh_face_input(model, seed=0).lstm.weight_ih_l0, new)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_descriptor_dropout_zeroes_whole_sequences_in_training_only():
+    torch.manual_seed(0)
+    model = AffectNet(replace(preset("tiny"), audio_descriptors=True))
+    model.descriptor_dropout = 0.5
+    audio, face = make_inputs(model.config, batch=16)
+    no_face = torch.zeros(16, 5)
+    learned = model.audio.out_features - model.audio.descriptors.out_features
+    with torch.no_grad():
+        clean = model.eval().features(audio, face, no_face)[:, :, learned:model.audio.out_features]
+        trained = model.train().features(audio, face, no_face)[:, :, learned:model.audio.out_features]
+    dropped = [bool((trained[i] == 0).all()) for i in range(16)]
+    assert 3 <= sum(dropped) <= 13  # about half the sequences, each for all of its steps
+    for i in range(16):
+        assert dropped[i] or torch.equal(trained[i], clean[i])
+    assert bool(clean.abs().sum(dim=(1, 2)).gt(0).all())  # evaluation always feeds them
 
 
 def test_tiny_model_overfits_target_that_needs_both_branches():

@@ -279,6 +279,16 @@ def test_fresh_face_input_needs_an_earlier_stage(tiny_corpora, tmp_path, capsys)
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+def test_descriptor_dropout_needs_descriptors_and_a_chance(tiny_corpora, tmp_path, capsys):
+    run = [*TINY_RUN, "--stage", "voice", "--data-root", str(tiny_corpora)]
+    assert main([*run, "--descriptor-dropout", "0.5", "--out", str(tmp_path / "a")]) == 1
+    assert "this network has none: add --audio-descriptors" in capsys.readouterr().err
+    assert main([*run, "--audio-descriptors", "--descriptor-dropout", "1.5",
+                 "--out", str(tmp_path / "b")]) == 1
+    assert "--descriptor-dropout is a chance in [0, 1), not 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "a" / "last.pt").exists()
+
+
 def test_evaluate_rejects_bad_dataset_argument(tiny_model_path, tmp_path, capsys):
     from training.evaluate import main as evaluate
 

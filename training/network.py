@@ -303,6 +303,10 @@ class AffectNet(nn.Module):
         self.head = nn.Linear(config.lstm_hidden, 2)
         self.category_head = (nn.Linear(config.lstm_hidden, config.category_classes)
                               if config.category_classes else None)
+        # Training only (never exported): the chance that a whole sequence's acoustic
+        # descriptors are zeroed, so the LSTM also learns to read the voice from the learned
+        # features alone and cannot lean on the descriptors for every new voice.
+        self.descriptor_dropout = 0.0
 
     def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (self.config.lstm_layers, batch, self.config.lstm_hidden)
@@ -313,6 +317,8 @@ class AffectNet(nn.Module):
         """Per-step fused features [B,T,F]; the CNNs batch over B*T."""
         batch, steps = audio.shape[0], audio.shape[1]
         audio_features = self.audio(audio.reshape(batch * steps, audio.shape[2]))
+        if self.training and self.descriptor_dropout > 0 and self.audio.descriptors is not None:
+            audio_features = self.drop_descriptors(audio_features, batch, steps)
         faces = face.reshape(batch * steps, *face.shape[2:])
         mask = face_mask.reshape(batch * steps, 1)
         present = mask[:, 0] > 0.5
@@ -331,6 +337,15 @@ class AffectNet(nn.Module):
                                           torch.zeros_like(visual_features))
         fused = torch.cat([audio_features, visual_features, mask], dim=1)
         return fused.reshape(batch, steps, -1)
+
+    def drop_descriptors(self, audio_features: torch.Tensor, batch: int,
+                         steps: int) -> torch.Tensor:
+        """Zero the descriptor columns of whole sequences, each with descriptor_dropout."""
+        kept = torch.rand(batch, 1, device=audio_features.device) >= self.descriptor_dropout
+        kept = kept.repeat_interleave(steps, dim=0).to(audio_features.dtype)  # [B*T, 1]
+        learned = self.audio.out_features - self.audio.descriptors.out_features
+        return torch.cat([audio_features[:, :learned], audio_features[:, learned:] * kept],
+                         dim=1)
 
     def forward(self, audio, face, face_mask, h, c, with_categories: bool = False):
         """-> (arousal/valence [B,T,2], h, c), plus category logits [B,T,K] when asked."""

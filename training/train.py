@@ -67,6 +67,7 @@ class TrainConfig:
     fresh_face_input: bool = False  # restart the LSTM's weights from the visual features
     audio_bfloat16: bool = False  # the audio CNN's convolutions in bfloat16 on CPU
     audio_fft: bool = False  # the audio CNN's second convolution through the FFT
+    descriptor_dropout: float = 0.0  # chance a sequence's acoustic descriptors are zeroed
     card: dict = field(default_factory=dict)  # provenance for the exported model's spec
 
 
@@ -297,6 +298,10 @@ def train(config: TrainConfig, train_set: Dataset, valid_set: Dataset,
     model = build_model(config).to(device)
     model.audio.train_in_bfloat16 = audio_bfloat16_here(config.audio_bfloat16, device)
     model.audio.train_by_fft = config.audio_fft
+    if config.descriptor_dropout and model.audio.descriptors is None:
+        raise ValueError("--descriptor-dropout zeroes the acoustic descriptors, and this "
+                         "network has none: add --audio-descriptors")
+    model.descriptor_dropout = config.descriptor_dropout
     freeze_branches(model, config.freeze)
     network = model
     if distributed.enabled:
@@ -693,6 +698,11 @@ def parse_args(argv):
                         help="train the audio CNN's second convolution through the FFT: the "
                              "same operation with float rounding, less time on a CPU; "
                              "checkpoints, export and evaluation are unchanged")
+    parser.add_argument("--descriptor-dropout", type=float, default=0.0,
+                        help="in training, zero a whole sequence's acoustic descriptors with "
+                             "this chance, so the LSTM also reads the voice from the learned "
+                             "audio features alone (needs --audio-descriptors); export and "
+                             "evaluation always feed them")
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                         help="learning-rate schedule (constant = the paper)")
     parser.add_argument("--clip-norm", type=float, default=1.0)
@@ -721,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
             select=args.select, ema=args.ema, audio_pooling=args.audio_pooling,
             audio_kernel=args.audio_kernel, audio_descriptors=args.audio_descriptors,
             fresh_face_input=args.fresh_face_input, audio_bfloat16=args.audio_bfloat16,
-            audio_fft=args.audio_fft,
+            audio_fft=args.audio_fft, descriptor_dropout=args.descriptor_dropout,
             card={"training_command": "affect-train " + " ".join(argv or sys.argv[1:])})
         from training.data.sequences import VoiceAugment
 
@@ -729,6 +739,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--audio-fft and --audio-bfloat16 are two ways to speed up the "
                              "audio CNN's training: choose one (benchmarks/"
                              "audio_training_speed.py times both on this machine)")
+        if not 0.0 <= args.descriptor_dropout < 1.0:
+            raise ValueError(f"--descriptor-dropout is a chance in [0, 1), not "
+                             f"{args.descriptor_dropout}")
         if args.fresh_face_input and not args.init:
             raise ValueError("--fresh-face-input restarts weights an earlier stage trained: "
                              "give that stage's checkpoint with --init")
