@@ -166,3 +166,74 @@ def test_record_is_disabled_with_a_reason_when_recording_is_missing(qtbot, store
     assert not window.record_action.isEnabled()
     assert "not available" in window.record_action.toolTip()
     window.close()
+
+
+@pytest.fixture(scope="module")
+def long_clip(cremad_dir, tmp_path_factory):
+    from session_media import make_long_clip
+
+    return make_long_clip(cremad_dir, tmp_path_factory.mktemp("media") / "long.mp4", seconds=8)
+
+
+def test_baselines_from_the_record_dialog_and_the_session_menu_are_stored_and_shown(
+        qtbot, session, store, long_clip, tmp_path):
+    import json
+
+    window = open_window(qtbot, session, store, long_clip)
+    assert not window.baseline_action.isEnabled()  # only while recording
+    assert not window.record_baseline(1.0)
+    assert "press Record first" in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: window.curves.traces["arousal"].size >= 5, timeout=15_000)
+    folder = tmp_path / "session"
+    assert window.start_recording(folder, {}, baseline_s=1.0)  # the dialog's "Neutral baseline"
+    assert window.baseline_action.isEnabled()
+    assert "keep the participant neutral" in window.statusBar().currentMessage()
+    recorder = window.recording.recorder
+    qtbot.waitUntil(lambda: recorder.baseline is not None, timeout=10_000)
+    first = recorder.baseline
+    assert first["start_s"] == 0.0 and first["complete"] and first["steps"] == 25
+    qtbot.waitUntil(lambda: "baseline stored (1.0 s)" in window.statusBar().currentMessage(),
+                    timeout=2_000)
+
+    assert window.record_baseline(0.8)  # Session > Record a neutral baseline
+    qtbot.waitUntil(lambda: recorder.baseline is not first, timeout=10_000)
+    second = recorder.baseline
+    assert second["start_s"] >= 1.0 and second["steps"] in (19, 20)  # 40 ms windows wholly inside
+    window.stop_recording()
+    assert not window.baseline_action.isEnabled()
+
+    stored = json.loads((folder / "session.json").read_text())["baseline"]
+    assert stored["start_s"] == second["start_s"]  # the later baseline replaces the first
+    baselines = [e for e in read_table(folder / "events.tsv", "\t")
+                 if e["trial_type"] == "baseline"]
+    assert [float(e["onset"]) for e in baselines] == [0.0, second["start_s"]]
+    window.close()
+
+
+def test_recording_with_lsl_streams_affect_and_markers_until_it_stops(
+        qtbot, session, store, long_clip, tmp_path):
+    lsl = pytest.importorskip("mne_lsl.lsl",
+                              reason="the optional LSL extra (mne-lsl) is not installed")
+    window = open_window(qtbot, session, store, long_clip)
+    qtbot.waitUntil(lambda: window.curves.traces["arousal"].size >= 5, timeout=15_000)
+    assert window.start_recording(tmp_path / "session", {}, lsl=True)  # the dialog's checkbox
+    affect = [s for s in lsl.resolve_streams(timeout=5, name="Affect")
+              if s.source_id == "affect-monitor"]
+    markers = [s for s in lsl.resolve_streams(timeout=5, name="Markers")
+               if s.source_id.startswith("affect-monitor-markers")]
+    assert len(affect) == 1 and len(markers) == 1
+    affect_in, markers_in = lsl.StreamInlet(affect[0]), lsl.StreamInlet(markers[0])
+    affect_in.open_stream(timeout=5)
+    markers_in.open_stream(timeout=5)
+    qtbot.wait(200)
+    window.marker_bar.mark(2)
+    qtbot.wait(600)
+    data, _ = affect_in.pull_chunk(timeout=2)
+    texts, _ = markers_in.pull_chunk(timeout=2)
+    assert data.shape[1] == 4 and len(data) >= 10  # arousal, valence, face, voice at 25 Hz
+    assert np.all(np.abs(data[:, :2]) <= 1.0)
+    assert [row[0] for row in texts] == ["event 2"]
+    window.stop_recording()
+    assert not [s for s in lsl.resolve_streams(timeout=1, name="Affect")
+                if s.source_id == "affect-monitor"]  # the outlet closed with the recording
+    window.close()

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QEvent, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel,
-                               QMainWindow, QMessageBox, QSplitter, QToolBar, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QGridLayout, QHBoxLayout,
+                               QInputDialog, QLabel, QMainWindow, QMessageBox, QSplitter,
+                               QToolBar, QVBoxLayout, QWidget)
 
 from app.gui import settings as settings_store
 from app.gui.circumplex import CircumplexView
@@ -27,7 +27,8 @@ from app.gui.markers import MarkerBar
 from app.gui.rating import ARROW_STEP, RatingSampler
 from app.gui.rating_slider import (CIRCUMPLEX, RatingSlider, rating_metadata,
                                    set_slider_rating, slider_rating)
-from app.gui.recording import RecordDialog, Recording, recorder_class
+from app.gui.recording import (MAX_BASELINE_S, RecordDialog, Recording, baseline_summary,
+                               recorder_class)
 from app.gui.settings import WINDOW_CHOICES_S, Settings, SourceChoice
 from app.gui.status import StatusPanel
 from app.gui.video_view import VideoView
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 TICK_MS = 33  # ~30 Hz: drain, sample ratings, redraw
 STATS_EVERY_S = 0.5
 WINDOW_NAMES = {10: "10 s", 60: "60 s", 300: "5 min"}
+DEFAULT_BASELINE_S = 60.0
 
 
 class MainWindow(QMainWindow):
@@ -162,6 +164,11 @@ class MainWindow(QMainWindow):
         if recorder is None:
             self.record_action.setEnabled(False)
             self.record_action.setToolTip(problem)
+        self.baseline_action = self._action("Record a neutral baseline…", "Ctrl+B",
+                                            self.ask_baseline,
+                                            "take the next seconds of this recording as "
+                                            "the participant's neutral baseline")
+        self.baseline_action.setEnabled(False)  # only while recording
         self.rating_action = self._action("Self-rating", "Ctrl+T", self.toggle_rating,
                                           "continuous self-rating on the circumplex or a "
                                           "slider (mouse or arrow keys)")
@@ -192,7 +199,8 @@ class MainWindow(QMainWindow):
         model_menu = menu.addMenu("&Model")
         model_menu.addAction(choose_model)
         session_menu = menu.addMenu("S&ession")
-        for action in (self.start_action, self.record_action, self.rating_action):
+        for action in (self.start_action, self.record_action, self.baseline_action,
+                       self.rating_action):
             session_menu.addAction(action)
         input_menu = session_menu.addMenu("Self-rating input")
         self.rating_mode_actions = {}
@@ -372,6 +380,7 @@ class MainWindow(QMainWindow):
         recorder = self.recording.recorder
         for message in recorder.messages.drain():
             self.status.message(f"recording: {message}", 10_000)
+        self._show_baseline(self.recording)
         if recorder.running:
             self.status.set_recording(self.recording.elapsed_s)
             return
@@ -532,9 +541,12 @@ class MainWindow(QMainWindow):
             return
         dialog = RecordDialog(self)
         if dialog.exec() == RecordDialog.DialogCode.Accepted:
-            self.start_recording(dialog.out_dir(), dialog.metadata())
+            self.start_recording(dialog.out_dir(), dialog.metadata(), **dialog.options())
 
-    def start_recording(self, out_dir: Path, metadata: dict) -> bool:
+    def start_recording(self, out_dir: Path, metadata: dict, baseline_s: float | None = None,
+                        lsl: bool = False) -> bool:
+        """Record into ``out_dir``; ``baseline_s``: the first seconds are the neutral
+        baseline; ``lsl``: stream Affect and Markers on LSL and record other apps' markers."""
         if self.recorder_class is None:
             return False
         if self.live is None or not self.live.running:
@@ -545,13 +557,31 @@ class MainWindow(QMainWindow):
                     "marker_labels": list(self.settings.marker_labels),
                     "self_rating": rating_metadata(self.rating_mode)}
         try:
-            recorder = self.recorder_class(out_dir, metadata, self.live.engine)
+            recorder = self.recorder_class(out_dir, metadata, self.live.engine,
+                                           baseline_s=baseline_s, lsl=lsl)
             recorder.start()
         except (OSError, ValueError, RuntimeError) as error:
             self.show_error("Cannot record", str(error))
             return False
-        self.recording = Recording(recorder, Path(out_dir))
+        outlet = None
+        if lsl:
+            from app.session.lsl import AffectOutlet
+
+            try:
+                outlet = AffectOutlet(self.live.engine)
+                outlet.start()
+            except (OSError, RuntimeError) as error:
+                recorder.stop()
+                self.show_error("Cannot stream on LSL", f"cannot open the LSL Affect outlet: "
+                                f"{error}\n\nThe session folder {out_dir} holds what was "
+                                "recorded before it stopped.")
+                return False
+        self.recording = Recording(recorder, Path(out_dir), outlet)
+        if baseline_s:
+            self.recording.take_baseline(baseline_s)
+            self._show_baseline(self.recording)
         self.record_action.setText("Stop recording")
+        self.baseline_action.setEnabled(True)
         self.status.set_recording(0.0)
         if not self.sampler.running:
             self.set_rating(True)  # self-rating runs while recording
@@ -561,13 +591,53 @@ class MainWindow(QMainWindow):
         if self.recording is None:
             return
         recording, self.recording = self.recording, None
+        if recording.affect_outlet is not None:
+            recording.affect_outlet.stop()
         try:
             recording.recorder.stop()
         except (OSError, ValueError, RuntimeError) as error:
             self.show_error("Recording did not finish cleanly", str(error))
+        stored = recording.new_baseline()  # one that ended with the recording
         self.record_action.setText("Record")
+        self.baseline_action.setEnabled(False)
         self.status.set_recording(None)
-        self.status.message(f"session saved in {recording.out_dir}", 0)
+        self.status.message(f"session saved in {recording.out_dir}"
+                            + (f"; {baseline_summary(stored)}" if stored else ""), 0)
+
+    def ask_baseline(self) -> None:
+        if self.recording is None:
+            return
+        seconds, ok = QInputDialog.getDouble(
+            self, "Neutral baseline", "Keep the participant neutral for (seconds):",
+            DEFAULT_BASELINE_S, 1.0, MAX_BASELINE_S, 0)
+        if ok:
+            self.record_baseline(seconds)
+
+    def record_baseline(self, seconds: float) -> bool:
+        """Take the next ``seconds`` of the recording as the neutral baseline (a later one
+        replaces an earlier one in session.json; both stay in events.tsv)."""
+        if self.recording is None:
+            self.status.message("a baseline is taken while recording: press Record first", 5000)
+            return False
+        try:
+            self.recording.recorder.record_baseline(seconds)
+        except ValueError as error:
+            self.show_error("Cannot take a baseline", str(error))
+            return False
+        self.recording.take_baseline(seconds)
+        self._show_baseline(self.recording)
+        return True
+
+    def _show_baseline(self, recording: Recording) -> None:
+        """Count a baseline down in the status bar, then show what it measured."""
+        stored = recording.new_baseline()
+        if stored is not None:
+            self.status.message(baseline_summary(stored), 15_000)
+            return
+        left = recording.baseline_left_s()
+        if left is not None:
+            self.status.message(f"baseline: keep the participant neutral, {left:.0f} s left",
+                                1000)
 
     # -- review -----------------------------------------------------------------------------------
     def open_review_dialog(self) -> None:

@@ -1,11 +1,13 @@
 """Recording through ``app.session.recorder.SessionRecorder`` (the recording issue's
 module), behind the small interface agreed with it:
 
-    SessionRecorder(out_dir, metadata: dict, engine)
-    .start()  .add_event(onset_s, label, value="")  .add_rating(t_s, arousal, valence)  .stop()
+    SessionRecorder(out_dir, metadata: dict, engine, baseline_s=None, lsl=False)
+    .start()  .add_event(onset_s, label, value="")  .add_rating(t_s, arousal, valence)
+    .record_baseline(seconds)  .baseline  .stop()
 
 The recorder owns its thread and the disk; the window only calls these methods. When the
-module is not importable, ``recorder_class()`` says why and Record is disabled.
+module is not importable, ``recorder_class()`` says why and Record is disabled. The
+dialog offers what ``affect-monitor record --baseline N --lsl`` offers on the command line.
 """
 from __future__ import annotations
 
@@ -14,8 +16,11 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
-                               QHBoxLayout, QLineEdit, QPlainTextEdit, QPushButton, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
+                               QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
+                               QPlainTextEdit, QPushButton, QWidget)
+
+MAX_BASELINE_S = 600.0
 
 
 def recorder_class():
@@ -31,8 +36,16 @@ def default_sessions_dir() -> Path:
     return Path.home() / "affect-monitor-sessions"
 
 
+def lsl_problem() -> str | None:
+    """None when LSL can stream, else why not (what to install)."""
+    from app.session.lsl import lsl_missing
+
+    return lsl_missing()
+
+
 class RecordDialog(QDialog):
-    """Participant id, session id, condition, notes, and where the session folder goes."""
+    """Participant id, session id, condition, notes, where the session folder goes, an
+    opening neutral baseline, and whether to stream on LSL."""
 
     def __init__(self, parent: QWidget | None = None, base_dir: Path | None = None) -> None:
         super().__init__(parent)
@@ -54,6 +67,21 @@ class RecordDialog(QDialog):
         form.addRow("Condition", self.condition)
         form.addRow("Notes", self.notes)
         form.addRow("Save under", row)
+        self.baseline = QDoubleSpinBox()
+        self.baseline.setRange(0.0, MAX_BASELINE_S)
+        self.baseline.setDecimals(0)
+        self.baseline.setSuffix(" s")
+        self.baseline.setSpecialValueText("none")  # shown at 0
+        self.baseline.setToolTip("the first seconds of the recording are the participant's "
+                                 "neutral baseline; exports add baseline-corrected columns")
+        form.addRow("Neutral baseline", self.baseline)
+        self.lsl = QCheckBox("Stream on LSL (Affect and Markers outlets; record other apps' "
+                             "markers)")
+        problem = lsl_problem()
+        if problem:
+            self.lsl.setEnabled(False)
+            self.lsl.setToolTip(problem)
+        form.addRow("Lab Streaming Layer", self.lsl)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -73,6 +101,12 @@ class RecordDialog(QDialog):
                 "operator": getpass.getuser(),
                 "started_at": datetime.now().astimezone().isoformat(timespec="seconds")}
 
+    def options(self) -> dict:
+        """The recorder's keyword arguments chosen here."""
+        seconds = self.baseline.value()
+        return {"baseline_s": seconds if seconds > 0 else None,
+                "lsl": self.lsl.isEnabled() and self.lsl.isChecked()}
+
     def out_dir(self) -> Path:
         meta = self.metadata()
         name = "_".join(p for p in (f"sub-{meta['participant_id']}" if meta["participant_id"]
@@ -80,14 +114,49 @@ class RecordDialog(QDialog):
         return Path(self.folder.text()).expanduser() / name
 
 
-class Recording:
-    """A running recorder and when it started (for the elapsed-time indicator)."""
+def baseline_summary(baseline: dict) -> str:
+    """What a stored baseline (the recorder's ``baseline``) measured, in a line for the
+    status bar."""
+    short = "" if baseline["complete"] else f" of the {baseline['requested_s']:g} s asked for"
+    return (f"baseline stored ({baseline['duration_s']:.1f} s{short}): arousal "
+            f"{baseline['arousal']['mean']:+.2f}, valence {baseline['valence']['mean']:+.2f}; "
+            "exports add baseline-corrected columns")
 
-    def __init__(self, recorder, out_dir: Path) -> None:
+
+class Recording:
+    """A running recorder, its LSL Affect outlet (or None), when it started (for the
+    elapsed-time indicator) and its baseline as the window last showed it."""
+
+    def __init__(self, recorder, out_dir: Path, affect_outlet=None) -> None:
         self.recorder = recorder
         self.out_dir = out_dir
+        self.affect_outlet = affect_outlet
         self.started = time.monotonic()
+        self.baseline_ends: float | None = None  # monotonic end of a baseline being taken
+        self.baseline_shown: dict | None = None
 
     @property
     def elapsed_s(self) -> float:
         return time.monotonic() - self.started
+
+    def take_baseline(self, seconds: float) -> None:
+        """Count down a baseline of ``seconds`` from now (the caller tells the recorder)."""
+        self.baseline_ends = time.monotonic() + seconds
+
+    def baseline_left_s(self) -> float | None:
+        """Seconds of the baseline still to record, or None when none is being taken."""
+        if self.baseline_ends is None:
+            return None
+        left = self.baseline_ends - time.monotonic()
+        if left <= 0:
+            self.baseline_ends = None
+            return None
+        return left
+
+    def new_baseline(self) -> dict | None:
+        """The recorder's baseline when it is one the window has not shown yet."""
+        baseline = getattr(self.recorder, "baseline", None)
+        if baseline is None or baseline is self.baseline_shown:
+            return None
+        self.baseline_shown = baseline
+        return baseline
