@@ -237,3 +237,24 @@ def test_recording_with_lsl_streams_affect_and_markers_until_it_stops(
     assert not [s for s in lsl.resolve_streams(timeout=1, name="Affect")
                 if s.source_id == "affect-monitor"]  # the outlet closed with the recording
     window.close()
+
+
+def test_the_record_dialog_offers_a_baseline_and_lsl_and_says_what_lsl_needs(qtbot,
+                                                                            monkeypatch):
+    from app.gui import recording
+    from app.session.lsl import lsl_missing
+
+    dialog = recording.RecordDialog()
+    qtbot.addWidget(dialog)
+    assert dialog.options() == {"baseline_s": None, "lsl": False}
+    assert dialog.baseline.text() == "none"
+    dialog.baseline.setValue(60)
+    dialog.lsl.setChecked(True)
+    assert dialog.options() == {"baseline_s": 60.0, "lsl": lsl_missing() is None}
+
+    monkeypatch.setattr(recording, "lsl_problem", lambda: "LSL needs the optional extra: ...")
+    without = recording.RecordDialog()
+    qtbot.addWidget(without)
+    without.lsl.setChecked(True)
+    assert not without.lsl.isEnabled() and "optional extra" in without.lsl.toolTip()
+    assert without.options()["lsl"] is False
