@@ -258,3 +258,32 @@ def test_the_record_dialog_offers_a_baseline_and_lsl_and_says_what_lsl_needs(qtb
     without.lsl.setChecked(True)
     assert not without.lsl.isEnabled() and "optional extra" in without.lsl.toolTip()
     assert without.options()["lsl"] is False
+
+
+def affect_streams(lsl, timeout=5.0):
+    return [s for s in lsl.resolve_streams(timeout=timeout, name="Affect")
+            if s.source_id == "affect-monitor"]
+
+
+def test_stream_on_lsl_without_recording_follows_engine_restarts_and_is_remembered(
+        qtbot, session, store, long_clip):
+    lsl = pytest.importorskip("mne_lsl.lsl",
+                              reason="the optional LSL extra (mne-lsl) is not installed")
+    window = open_window(qtbot, session, store, long_clip)
+    assert window.stream_action.isEnabled() and not window.stream_action.isChecked()
+    window.stream_action.trigger()  # Session > Stream on LSL (Ctrl+L)
+    assert window.stream_action.isChecked() and window.recording is None
+    streams = affect_streams(lsl)
+    assert len(streams) == 1
+    inlet = lsl.StreamInlet(streams[0])
+    inlet.open_stream(timeout=5)
+    qtbot.wait(600)
+    data, _ = inlet.pull_chunk(timeout=2)
+    assert len(data) >= 10 and data.shape[1] == 4
+
+    assert window.start()  # an engine restart (new sources or model) keeps the stream
+    assert window.affect_outlet is not None
+    assert len(affect_streams(lsl)) == 1
+    window.close()  # the choice is remembered, the outlet closed
+    assert window.affect_outlet is None
+    assert settings_store.load(QSettings(store.fileName(), QSettings.Format.IniFormat)).lsl_stream

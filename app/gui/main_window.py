@@ -28,7 +28,7 @@ from app.gui.rating import ARROW_STEP, RatingSampler
 from app.gui.rating_slider import (CIRCUMPLEX, RatingSlider, rating_metadata,
                                    set_slider_rating, slider_rating)
 from app.gui.recording import (MAX_BASELINE_S, RecordDialog, Recording, baseline_summary,
-                               recorder_class)
+                               lsl_problem, recorder_class)
 from app.gui.settings import WINDOW_CHOICES_S, Settings, SourceChoice
 from app.gui.status import StatusPanel
 from app.gui.video_view import VideoView
@@ -56,6 +56,7 @@ class MainWindow(QMainWindow):
         self.devices = devices
         self.live: LiveEngine | None = None
         self.recording: Recording | None = None
+        self.affect_outlet = None  # app.session.lsl.AffectOutlet while streaming on LSL
         self.sampler = RatingSampler()
         self.rating_mode = CIRCUMPLEX  # or "arousal"/"valence": a 1-D slider
         self.reviews: list = []  # open review windows (app.gui.review)
@@ -169,6 +170,17 @@ class MainWindow(QMainWindow):
                                             "take the next seconds of this recording as "
                                             "the participant's neutral baseline")
         self.baseline_action.setEnabled(False)  # only while recording
+        self.stream_action = self._action("Stream on LSL", "Ctrl+L", self.set_lsl_stream,
+                                          "an LSL outlet 'Affect' (arousal, valence, "
+                                          "face_found, voice_active at 25 Hz) while the "
+                                          "engine runs, for LabRecorder and other LSL apps")
+        self.stream_action.setCheckable(True)
+        problem = lsl_problem()
+        if problem:
+            self.stream_action.setEnabled(False)
+            self.stream_action.setToolTip(problem)
+        else:
+            self.stream_action.setChecked(self.settings.lsl_stream)
         self.rating_action = self._action("Self-rating", "Ctrl+T", self.toggle_rating,
                                           "continuous self-rating on the circumplex or a "
                                           "slider (mouse or arrow keys)")
@@ -200,7 +212,7 @@ class MainWindow(QMainWindow):
         model_menu.addAction(choose_model)
         session_menu = menu.addMenu("S&ession")
         for action in (self.start_action, self.record_action, self.baseline_action,
-                       self.rating_action):
+                       self.stream_action, self.rating_action):
             session_menu.addAction(action)
         input_menu = session_menu.addMenu("Self-rating input")
         self.rating_mode_actions = {}
@@ -343,10 +355,13 @@ class MainWindow(QMainWindow):
             self.video.clear("no camera: predictions use audio only")
         self.start_action.setText("Stop")
         self._update_sources_label()
+        if self.stream_action.isChecked():
+            self._open_affect_outlet()  # the stream follows the engine through restarts
         return True
 
     def stop(self) -> None:
         self.stop_recording()
+        self._close_affect_outlet()
         if self.live is not None:
             live, self.live = self.live, None
             live.stop()
@@ -563,20 +578,13 @@ class MainWindow(QMainWindow):
         except (OSError, ValueError, RuntimeError) as error:
             self.show_error("Cannot record", str(error))
             return False
-        outlet = None
-        if lsl:
-            from app.session.lsl import AffectOutlet
-
-            try:
-                outlet = AffectOutlet(self.live.engine)
-                outlet.start()
-            except (OSError, RuntimeError) as error:
-                recorder.stop()
-                self.show_error("Cannot stream on LSL", f"cannot open the LSL Affect outlet: "
-                                f"{error}\n\nThe session folder {out_dir} holds what was "
-                                "recorded before it stopped.")
-                return False
-        self.recording = Recording(recorder, Path(out_dir), outlet)
+        starts_stream = lsl and not self.stream_action.isChecked()
+        if starts_stream and not self.set_lsl_stream(True):
+            recorder.stop()
+            self.status.message(f"recording stopped: without the LSL stream; {out_dir} holds "
+                                "what was recorded", 0)
+            return False
+        self.recording = Recording(recorder, Path(out_dir), starts_stream)
         if baseline_s:
             self.recording.take_baseline(baseline_s)
             self._show_baseline(self.recording)
@@ -591,8 +599,8 @@ class MainWindow(QMainWindow):
         if self.recording is None:
             return
         recording, self.recording = self.recording, None
-        if recording.affect_outlet is not None:
-            recording.affect_outlet.stop()
+        if recording.started_stream:
+            self.set_lsl_stream(False)
         try:
             recording.recorder.stop()
         except (OSError, ValueError, RuntimeError) as error:
@@ -604,6 +612,37 @@ class MainWindow(QMainWindow):
         self.status.message(f"session saved in {recording.out_dir}"
                             + (f"; {baseline_summary(stored)}" if stored else ""), 0)
 
+    # -- LSL ------------------------------------------------------------------------------------
+    def set_lsl_stream(self, on: bool) -> bool:
+        """Stream predictions on an LSL ``Affect`` outlet while the engine runs (now and
+        after every restart), with or without a recording."""
+        self.stream_action.setChecked(bool(on))
+        self._close_affect_outlet()
+        if on and self.live is not None and self.live.running:
+            return self._open_affect_outlet()
+        return True
+
+    def _open_affect_outlet(self) -> bool:
+        from app.session.lsl import AffectOutlet
+
+        try:
+            outlet = AffectOutlet(self.live.engine)
+            outlet.start()
+        except (OSError, RuntimeError) as error:
+            self.stream_action.setChecked(False)
+            self.show_error("Cannot stream on LSL", f"cannot open the LSL Affect outlet: {error}")
+            return False
+        self.affect_outlet = outlet
+        self.status.message("streaming on LSL: Affect (arousal, valence, face_found, "
+                            "voice_active at 25 Hz)", 5000)
+        return True
+
+    def _close_affect_outlet(self) -> None:
+        if self.affect_outlet is not None:
+            outlet, self.affect_outlet = self.affect_outlet, None
+            outlet.stop()
+
+    # -- baseline ---------------------------------------------------------------------------
     def ask_baseline(self) -> None:
         if self.recording is None:
             return
@@ -700,6 +739,8 @@ class MainWindow(QMainWindow):
         for review in self.reviews:
             review.close()
         self.stop()  # finalises a recording too
+        # The stream as the user left it (a recording's own stream is off again by now).
+        self.settings.lsl_stream = self.stream_action.isChecked()
         self.settings.geometry = self.saveGeometry()
         self._save_settings()
         super().closeEvent(event)

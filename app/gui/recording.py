@@ -124,13 +124,14 @@ def baseline_summary(baseline: dict) -> str:
 
 
 class Recording:
-    """A running recorder, its LSL Affect outlet (or None), when it started (for the
-    elapsed-time indicator) and its baseline as the window last showed it."""
+    """A running recorder, whether it turned the window's LSL stream on (so stopping
+    turns it off), when it started (for the elapsed-time indicator) and its baseline as
+    the window last showed it."""
 
-    def __init__(self, recorder, out_dir: Path, affect_outlet=None) -> None:
+    def __init__(self, recorder, out_dir: Path, started_stream: bool = False) -> None:
         self.recorder = recorder
         self.out_dir = out_dir
-        self.affect_outlet = affect_outlet
+        self.started_stream = started_stream
         self.started = time.monotonic()
         self.baseline_ends: float | None = None  # monotonic end of a baseline being taken
         self.baseline_shown: dict | None = None

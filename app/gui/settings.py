@@ -1,4 +1,5 @@
-"""What persists between runs (QSettings): sources, model, curve window, marker labels.
+"""What persists between runs (QSettings): sources, model, curve window, marker labels,
+whether predictions stream on LSL.
 
 One small typed wrapper, so the rest of the GUI never spells a settings key or a
 QSettings type conversion itself. Tests pass their own ``QSettings`` (an ini file).
@@ -59,6 +60,7 @@ class Settings:
     window_s: int = 10
     marker_labels: list[str] = field(default_factory=lambda: list(DEFAULT_MARKER_LABELS))
     geometry: QByteArray | None = None
+    lsl_stream: bool = False  # Session > Stream on LSL, chosen by the user
 
 
 def open_settings() -> QSettings:
@@ -89,6 +91,7 @@ def load(store: QSettings) -> Settings:
         model=text("model/path"),
         window_s=window if window in WINDOW_CHOICES_S else WINDOW_CHOICES_S[0],
         marker_labels=labels,
+        lsl_stream=text("lsl/stream") == "true",
         geometry=geometry if isinstance(geometry, QByteArray) else None)
 
 
@@ -102,6 +105,7 @@ def save(store: QSettings, settings: Settings) -> None:
     store.setValue("curves/window_s", settings.window_s)
     for n, label in enumerate(settings.marker_labels, start=1):
         store.setValue(f"markers/label{n}", label)
+    store.setValue("lsl/stream", "true" if settings.lsl_stream else "false")
     if settings.geometry is not None:
         store.setValue("window/geometry", settings.geometry)
     store.sync()
