@@ -187,15 +187,17 @@ def test_baselines_from_the_record_dialog_and_the_session_menu_are_stored_and_sh
     folder = tmp_path / "session"
     assert window.start_recording(folder, {}, baseline_s=1.0)  # the dialog's "Neutral baseline"
     assert window.baseline_action.isEnabled()
-    assert "keep the participant neutral" in window.statusBar().currentMessage()
+    assert "baseline: keep neutral, 1 s left" in window.status.recording.text()
     recorder = window.recording.recorder
     qtbot.waitUntil(lambda: recorder.baseline is not None, timeout=10_000)
     first = recorder.baseline
     assert first["start_s"] == 0.0 and first["complete"] and first["steps"] == 25
     qtbot.waitUntil(lambda: "baseline stored (1.0 s)" in window.statusBar().currentMessage(),
                     timeout=2_000)
+    qtbot.waitUntil(lambda: "baseline" not in window.status.recording.text(), timeout=2_000)
 
     assert window.record_baseline(0.8)  # Session > Record a neutral baseline
+    assert "baseline: keep neutral" in window.status.recording.text()
     qtbot.waitUntil(lambda: recorder.baseline is not first, timeout=10_000)
     second = recorder.baseline
     assert second["start_s"] >= 1.0 and second["steps"] in (19, 20)  # 40 ms windows wholly inside

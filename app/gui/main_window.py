@@ -397,7 +397,8 @@ class MainWindow(QMainWindow):
             self.status.message(f"recording: {message}", 10_000)
         self._show_baseline(self.recording)
         if recorder.running:
-            self.status.set_recording(self.recording.elapsed_s)
+            self.status.set_recording(self.recording.elapsed_s,
+                                      self.recording.baseline_left_s())
             return
         reason = recorder.error
         self.stop_recording()
@@ -587,10 +588,9 @@ class MainWindow(QMainWindow):
         self.recording = Recording(recorder, Path(out_dir), starts_stream)
         if baseline_s:
             self.recording.take_baseline(baseline_s)
-            self._show_baseline(self.recording)
         self.record_action.setText("Stop recording")
         self.baseline_action.setEnabled(True)
-        self.status.set_recording(0.0)
+        self.status.set_recording(0.0, self.recording.baseline_left_s())
         if not self.sampler.running:
             self.set_rating(True)  # self-rating runs while recording
         return True
@@ -664,19 +664,14 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot take a baseline", str(error))
             return False
         self.recording.take_baseline(seconds)
-        self._show_baseline(self.recording)
+        self.status.set_recording(self.recording.elapsed_s, self.recording.baseline_left_s())
         return True
 
     def _show_baseline(self, recording: Recording) -> None:
-        """Count a baseline down in the status bar, then show what it measured."""
+        """Once a baseline is stored, say what it measured (its countdown runs beside REC)."""
         stored = recording.new_baseline()
         if stored is not None:
             self.status.message(baseline_summary(stored), 15_000)
-            return
-        left = recording.baseline_left_s()
-        if left is not None:
-            self.status.message(f"baseline: keep the participant neutral, {left:.0f} s left",
-                                1000)
 
     # -- review -----------------------------------------------------------------------------------
     def open_review_dialog(self) -> None:

@@ -1,5 +1,6 @@
 """The status bar: sources, model, provider, steps/s, latency, dropped windows, audio
-level, voice activity, and the recording indicator with its elapsed time."""
+level, voice activity, and the recording indicator with its elapsed time (and the
+countdown of a neutral baseline being taken)."""
 from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
@@ -51,12 +52,17 @@ class StatusPanel:
         self.voice.setText("voice –" if active is None else ("voice ●" if active else "voice ○"))
         self.voice.setStyleSheet("color: rgb(80, 220, 100)" if active else "")
 
-    def set_recording(self, elapsed_s: float | None) -> None:
+    def set_recording(self, elapsed_s: float | None,
+                      baseline_left_s: float | None = None) -> None:
+        """The REC indicator; while a neutral baseline is being taken, its countdown too."""
         if elapsed_s is None:
             self.recording.setText("")
-        else:
-            minutes, seconds = divmod(int(elapsed_s), 60)
-            self.recording.setText(f"● REC {minutes:02d}:{seconds:02d}")
+            return
+        minutes, seconds = divmod(int(elapsed_s), 60)
+        text = f"● REC {minutes:02d}:{seconds:02d}"
+        if baseline_left_s is not None:
+            text += f" · baseline: keep neutral, {baseline_left_s:.0f} s left"
+        self.recording.setText(text)
 
     def message(self, text: str, ms: int = 8000) -> None:
         self.bar.showMessage(text, ms)
