@@ -212,6 +212,16 @@ def test_baselines_from_the_record_dialog_and_the_session_menu_are_stored_and_sh
     window.close()
 
 
+def affect_streams(lsl, timeout=5.0):
+    return [s for s in lsl.resolve_streams(timeout=timeout, name="Affect")
+            if s.source_id == "affect-monitor"]
+
+
+def marker_streams(lsl, timeout=5.0):
+    return [s for s in lsl.resolve_streams(timeout=timeout, name="Markers")
+            if s.source_id.startswith("affect-monitor-markers")]
+
+
 def test_recording_with_lsl_streams_affect_and_markers_until_it_stops(
         qtbot, session, store, long_clip, tmp_path):
     lsl = pytest.importorskip("mne_lsl.lsl",
@@ -219,10 +229,7 @@ def test_recording_with_lsl_streams_affect_and_markers_until_it_stops(
     window = open_window(qtbot, session, store, long_clip)
     qtbot.waitUntil(lambda: window.curves.traces["arousal"].size >= 5, timeout=15_000)
     assert window.start_recording(tmp_path / "session", {}, lsl=True)  # the dialog's checkbox
-    affect = [s for s in lsl.resolve_streams(timeout=5, name="Affect")
-              if s.source_id == "affect-monitor"]
-    markers = [s for s in lsl.resolve_streams(timeout=5, name="Markers")
-               if s.source_id.startswith("affect-monitor-markers")]
+    affect, markers = affect_streams(lsl), marker_streams(lsl)
     assert len(affect) == 1 and len(markers) == 1
     affect_in, markers_in = lsl.StreamInlet(affect[0]), lsl.StreamInlet(markers[0])
     affect_in.open_stream(timeout=5)
@@ -236,8 +243,9 @@ def test_recording_with_lsl_streams_affect_and_markers_until_it_stops(
     assert np.all(np.abs(data[:, :2]) <= 1.0)
     assert [row[0] for row in texts] == ["event 2"]
     window.stop_recording()
-    assert not [s for s in lsl.resolve_streams(timeout=1, name="Affect")
-                if s.source_id == "affect-monitor"]  # the outlet closed with the recording
+    # The recording turned the stream on, so its end turns it off again.
+    assert not window.stream_action.isChecked()
+    assert not affect_streams(lsl, timeout=1) and not marker_streams(lsl, timeout=1)
     window.close()
 
 
@@ -262,30 +270,50 @@ def test_the_record_dialog_offers_a_baseline_and_lsl_and_says_what_lsl_needs(qtb
     assert without.options()["lsl"] is False
 
 
-def affect_streams(lsl, timeout=5.0):
-    return [s for s in lsl.resolve_streams(timeout=timeout, name="Affect")
-            if s.source_id == "affect-monitor"]
-
-
 def test_stream_on_lsl_without_recording_follows_engine_restarts_and_is_remembered(
-        qtbot, session, store, long_clip):
+        qtbot, session, store, long_clip, tmp_path):
+    import json
+
     lsl = pytest.importorskip("mne_lsl.lsl",
                               reason="the optional LSL extra (mne-lsl) is not installed")
     window = open_window(qtbot, session, store, long_clip)
     assert window.stream_action.isEnabled() and not window.stream_action.isChecked()
     window.stream_action.trigger()  # Session > Stream on LSL (Ctrl+L)
     assert window.stream_action.isChecked() and window.recording is None
-    streams = affect_streams(lsl)
-    assert len(streams) == 1
-    inlet = lsl.StreamInlet(streams[0])
-    inlet.open_stream(timeout=5)
-    qtbot.wait(600)
-    data, _ = inlet.pull_chunk(timeout=2)
+    affect, markers = affect_streams(lsl), marker_streams(lsl)
+    assert len(affect) == 1 and len(markers) == 1
+    affect_in, markers_in = lsl.StreamInlet(affect[0]), lsl.StreamInlet(markers[0])
+    affect_in.open_stream(timeout=5)
+    markers_in.open_stream(timeout=5)
+    qtbot.wait(300)
+    window.marker_bar.mark(1)  # no recording: the window pushes its markers itself
+    qtbot.wait(400)
+    data, _ = affect_in.pull_chunk(timeout=2)
     assert len(data) >= 10 and data.shape[1] == 4
+    texts, _ = markers_in.pull_chunk(timeout=2)
+    assert [row[0] for row in texts] == ["event 1"]
+
+    # A recording on LSL shares the one Markers stream: each event goes out once, and the
+    # recorder does not take the window's own markers for another app's.
+    folder = tmp_path / "session"
+    assert window.start_recording(folder, {}, lsl=True)
+    assert len(marker_streams(lsl, timeout=1)) == 1
+    window.stream_action.trigger()  # turning the stream off is refused while it records
+    assert window.stream_action.isChecked() and window.marker_outlet is not None
+    qtbot.wait(300)
+    window.marker_bar.mark(3)
+    qtbot.wait(1200)  # the recorder's inlet looks for Markers streams every second
+    window.stop_recording()
+    texts, _ = markers_in.pull_chunk(timeout=2)
+    assert [row[0] for row in texts] == ["event 3"]
+    events = read_table(folder / "events.tsv", "\t")
+    assert [(e["trial_type"], e["value"]) for e in events
+            if e["trial_type"].startswith("event")] == [("event 3", "")]
+    assert json.loads((folder / "session.json").read_text())["lsl"]["markers_pushed"] == 1
+    assert window.stream_action.isChecked()  # on before the recording: stays on
 
     assert window.start()  # an engine restart (new sources or model) keeps the stream
-    assert window.affect_outlet is not None
-    assert len(affect_streams(lsl)) == 1
-    window.close()  # the choice is remembered, the outlet closed
-    assert window.affect_outlet is None
+    assert window.affect_outlet is not None and len(affect_streams(lsl)) == 1
+    window.close()  # the choice is remembered, the outlets closed
+    assert window.affect_outlet is None and window.marker_outlet is None
     assert settings_store.load(QSettings(store.fileName(), QSettings.Format.IniFormat)).lsl_stream

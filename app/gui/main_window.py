@@ -8,6 +8,7 @@ came. Inference runs on the engine's thread, disk writes on the recorder's.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections import deque
 from pathlib import Path
@@ -56,7 +57,10 @@ class MainWindow(QMainWindow):
         self.devices = devices
         self.live: LiveEngine | None = None
         self.recording: Recording | None = None
-        self.affect_outlet = None  # app.session.lsl.AffectOutlet while streaming on LSL
+        # While streaming on LSL (Session > Stream on LSL): app.session.lsl's AffectOutlet
+        # (follows the engine through restarts) and MarkerOutlet (shared with a recording).
+        self.affect_outlet = None
+        self.marker_outlet = None
         self.sampler = RatingSampler()
         self.rating_mode = CIRCUMPLEX  # or "arousal"/"valence": a 1-D slider
         self.reviews: list = []  # open review windows (app.gui.review)
@@ -171,9 +175,9 @@ class MainWindow(QMainWindow):
                                             "the participant's neutral baseline")
         self.baseline_action.setEnabled(False)  # only while recording
         self.stream_action = self._action("Stream on LSL", "Ctrl+L", self.set_lsl_stream,
-                                          "an LSL outlet 'Affect' (arousal, valence, "
-                                          "face_found, voice_active at 25 Hz) while the "
-                                          "engine runs, for LabRecorder and other LSL apps")
+                                          "LSL outlets 'Affect' (arousal, valence, "
+                                          "face_found, voice_active at 25 Hz) and 'Markers' "
+                                          "(event markers), for LabRecorder and other LSL apps")
         self.stream_action.setCheckable(True)
         problem = lsl_problem()
         if problem:
@@ -356,7 +360,7 @@ class MainWindow(QMainWindow):
         self.start_action.setText("Stop")
         self._update_sources_label()
         if self.stream_action.isChecked():
-            self._open_affect_outlet()  # the stream follows the engine through restarts
+            self.set_lsl_stream(True)  # the stream follows the engine through restarts
         return True
 
     def stop(self) -> None:
@@ -457,6 +461,8 @@ class MainWindow(QMainWindow):
         self.curves.add_marker(t, value or label)
         if self.recording is not None:
             self.recording.recorder.add_event(t, label, value)
+        if self.marker_outlet is not None and not self._recording_on_lsl():
+            self._push_marker(label, value)  # a recording on LSL pushes its own events
         self.status.message(f"marker '{value or label}' at {t:.2f} s", 3000)
         return t
 
@@ -572,18 +578,18 @@ class MainWindow(QMainWindow):
                     "sources": dict(zip(("video", "audio"), self.live.source_names())),
                     "marker_labels": list(self.settings.marker_labels),
                     "self_rating": rating_metadata(self.rating_mode)}
-        try:
-            recorder = self.recorder_class(out_dir, metadata, self.live.engine,
-                                           baseline_s=baseline_s, lsl=lsl)
-            recorder.start()
-        except (OSError, ValueError, RuntimeError) as error:
-            self.show_error("Cannot record", str(error))
-            return False
         starts_stream = lsl and not self.stream_action.isChecked()
         if starts_stream and not self.set_lsl_stream(True):
-            recorder.stop()
-            self.status.message(f"recording stopped: without the LSL stream; {out_dir} holds "
-                                "what was recorded", 0)
+            return False
+        try:
+            recorder = self.recorder_class(out_dir, metadata, self.live.engine,
+                                           baseline_s=baseline_s, lsl=lsl,
+                                           lsl_marker_outlet=self.marker_outlet if lsl else None)
+            recorder.start()
+        except (OSError, ValueError, RuntimeError) as error:
+            if starts_stream:
+                self.set_lsl_stream(False)
+            self.show_error("Cannot record", str(error))
             return False
         self.recording = Recording(recorder, Path(out_dir), starts_stream)
         if baseline_s:
@@ -599,12 +605,12 @@ class MainWindow(QMainWindow):
         if self.recording is None:
             return
         recording, self.recording = self.recording, None
-        if recording.started_stream:
-            self.set_lsl_stream(False)
         try:
             recording.recorder.stop()
         except (OSError, ValueError, RuntimeError) as error:
             self.show_error("Recording did not finish cleanly", str(error))
+        if recording.started_stream:
+            self.set_lsl_stream(False)
         stored = recording.new_baseline()  # one that ended with the recording
         self.record_action.setText("Record")
         self.baseline_action.setEnabled(False)
@@ -614,33 +620,56 @@ class MainWindow(QMainWindow):
 
     # -- LSL ------------------------------------------------------------------------------------
     def set_lsl_stream(self, on: bool) -> bool:
-        """Stream predictions on an LSL ``Affect`` outlet while the engine runs (now and
-        after every restart), with or without a recording."""
+        """Stream on LSL, with or without a recording: ``Affect`` (the predictions, while
+        the engine runs, through restarts) and ``Markers`` (event markers)."""
+        if not on and self._recording_on_lsl():
+            self.stream_action.setChecked(True)
+            self.status.message("this recording streams on LSL until it stops", 5000)
+            return False
         self.stream_action.setChecked(bool(on))
         self._close_affect_outlet()
-        if on and self.live is not None and self.live.running:
-            return self._open_affect_outlet()
-        return True
-
-    def _open_affect_outlet(self) -> bool:
-        from app.session.lsl import AffectOutlet
+        if not on:
+            self._close_marker_outlet()
+            return True
+        from app.session.lsl import AffectOutlet, MarkerOutlet
 
         try:
-            outlet = AffectOutlet(self.live.engine)
-            outlet.start()
+            if self.marker_outlet is None:
+                self.marker_outlet = MarkerOutlet(
+                    source_id=f"affect-monitor-markers-{socket.gethostname()}")
+            if self.live is not None and self.live.running:
+                self.affect_outlet = AffectOutlet(self.live.engine)
+                self.affect_outlet.start()
         except (OSError, RuntimeError) as error:
+            self._close_affect_outlet()
+            self._close_marker_outlet()
             self.stream_action.setChecked(False)
-            self.show_error("Cannot stream on LSL", f"cannot open the LSL Affect outlet: {error}")
+            self.show_error("Cannot stream on LSL", f"cannot open the LSL outlets: {error}")
             return False
-        self.affect_outlet = outlet
         self.status.message("streaming on LSL: Affect (arousal, valence, face_found, "
-                            "voice_active at 25 Hz)", 5000)
+                            "voice_active at 25 Hz) and Markers", 5000)
         return True
 
     def _close_affect_outlet(self) -> None:
         if self.affect_outlet is not None:
             outlet, self.affect_outlet = self.affect_outlet, None
             outlet.stop()
+
+    def _close_marker_outlet(self) -> None:
+        if self.marker_outlet is not None:
+            outlet, self.marker_outlet = self.marker_outlet, None
+            outlet.close()
+
+    def _recording_on_lsl(self) -> bool:
+        return self.recording is not None and bool(getattr(self.recording.recorder, "lsl", False))
+
+    def _push_marker(self, label: str, value: str) -> None:
+        from app.session.lsl import clean, marker_text
+
+        try:
+            self.marker_outlet.push(marker_text(clean(label), clean(value)))
+        except Exception as error:  # noqa: BLE001 - LSL must never stop the app
+            log.warning("pushing an LSL marker failed: %s", error)
 
     # -- baseline ---------------------------------------------------------------------------
     def ask_baseline(self) -> None:
@@ -736,6 +765,7 @@ class MainWindow(QMainWindow):
         self.stop()  # finalises a recording too
         # The stream as the user left it (a recording's own stream is off again by now).
         self.settings.lsl_stream = self.stream_action.isChecked()
+        self._close_marker_outlet()
         self.settings.geometry = self.saveGeometry()
         self._save_settings()
         super().closeEvent(event)

@@ -36,7 +36,9 @@ LSL (``lsl=True``, needs mne-lsl; ``RecorderError`` saying what to install other
 every row written to events.tsv is also pushed on an LSL ``Markers`` outlet, and the
 markers of other LSL apps' ``Markers`` streams are written to events.tsv
 (trial_type = marker, value = ``lsl:<stream>``) at their LSL timestamp converted to the
-session clock (see ``app.session.lsl`` for the conversion).
+session clock (see ``app.session.lsl`` for the conversion). ``lsl_marker_outlet``: an
+open ``MarkerOutlet`` to push on instead of a new one (the GUI's, which streams markers
+with or without a recording: LabRecorder then sees one Markers stream); left open at stop.
 """
 from __future__ import annotations
 
@@ -80,7 +82,7 @@ class SessionRecorder:
                  store_media: bool = True, duration_s: float | None = None,
                  stop_on_device_loss: bool = True, video_fps: float | None = None,
                  baseline_s: float | None = None, lsl: bool = False,
-                 lsl_markers_name: str = "Markers") -> None:
+                 lsl_markers_name: str = "Markers", lsl_marker_outlet=None) -> None:
         if baseline_s is not None and not (baseline_s > 0 and math.isfinite(baseline_s)):
             raise ValueError(f"baseline_s must be a positive number of seconds, got {baseline_s}")
         self.out_dir = Path(out_dir)
@@ -130,6 +132,8 @@ class SessionRecorder:
         self.lsl = lsl
         self.lsl_markers_name = lsl_markers_name
         self.marker_outlet = None  # app.session.lsl.MarkerOutlet while recording with lsl
+        self._shared_outlet = lsl_marker_outlet  # the caller's: pushed on, never closed
+        self._pushed_before = 0  # the shared outlet's pushes before this recording
         self.marker_inlet = None  # app.session.lsl.MarkerInlet
         self._unplaced: list[tuple] = []  # LSL markers waiting for the clock's origin
         self._ratings_merged = 0
@@ -261,8 +265,13 @@ class SessionRecorder:
         from app.session.lsl import LslUnavailable, MarkerInlet, MarkerOutlet
 
         try:
-            self.marker_outlet = MarkerOutlet(self.lsl_markers_name,
-                                              f"affect-monitor-markers-{id(self):x}")
+            if self._shared_outlet is not None:
+                self.marker_outlet = self._shared_outlet
+                self.lsl_markers_name = self._shared_outlet.name
+                self._pushed_before = self._shared_outlet.pushed
+            else:
+                self.marker_outlet = MarkerOutlet(self.lsl_markers_name,
+                                                  f"affect-monitor-markers-{id(self):x}")
             self.marker_inlet = MarkerInlet(self._lsl_marker,
                                             exclude=(self.marker_outlet.source_id,))
             self.marker_inlet.start()
@@ -282,8 +291,9 @@ class SessionRecorder:
             if drain:
                 self._user_entries()  # markers that came while the inlet stopped
         if outlet is not None:
-            self._markers_pushed = outlet.pushed
-            outlet.close()
+            self._markers_pushed = outlet.pushed - self._pushed_before
+            if outlet is not self._shared_outlet:
+                outlet.close()
         self.marker_inlet = self.marker_outlet = None
 
     # -- the recorder thread -------------------------------------------------------------
@@ -658,8 +668,8 @@ class SessionRecorder:
             "baseline": self.baseline,
             "lsl": None if not self.lsl else {
                 "markers_outlet": self.lsl_markers_name,
-                "markers_pushed": (self.marker_outlet.pushed if self.marker_outlet
-                                   else self._markers_pushed),
+                "markers_pushed": (self.marker_outlet.pushed - self._pushed_before
+                                   if self.marker_outlet else self._markers_pushed),
                 "marker_streams_recorded": (self.marker_inlet.streams_seen if self.marker_inlet
                                             else self._lsl_streams),
                 "onset_conversion": "onset = LSL timestamp + inlet time_correction + "
