@@ -1,7 +1,8 @@
 """Recording through ``app.session.recorder.SessionRecorder`` (the recording issue's
 module), behind the small interface agreed with it:
 
-    SessionRecorder(out_dir, metadata: dict, engine, baseline_s=None, lsl=False)
+    SessionRecorder(out_dir, metadata: dict, engine, baseline_s=None, lsl=False,
+                    lsl_marker_outlet=None)
     .start()  .add_event(onset_s, label, value="")  .add_rating(t_s, arousal, valence)
     .record_baseline(seconds)  .baseline  .stop()
 
