@@ -222,18 +222,28 @@ def marker_streams(lsl, timeout=5.0):
             if s.source_id.startswith("affect-monitor-markers")]
 
 
+def open_inlets(lsl):
+    """Inlets on this app's one Affect and one Markers stream (asserting there is one each)."""
+    affect, markers = affect_streams(lsl), marker_streams(lsl)
+    assert len(affect) == 1 and len(markers) == 1
+    inlets = lsl.StreamInlet(affect[0]), lsl.StreamInlet(markers[0])
+    for inlet in inlets:
+        inlet.open_stream(timeout=5)
+    return inlets
+
+
+@pytest.fixture(scope="module")
+def lsl():
+    return pytest.importorskip("mne_lsl.lsl",
+                               reason="the optional LSL extra (mne-lsl) is not installed")
+
+
 def test_recording_with_lsl_streams_affect_and_markers_until_it_stops(
-        qtbot, session, store, long_clip, tmp_path):
-    lsl = pytest.importorskip("mne_lsl.lsl",
-                              reason="the optional LSL extra (mne-lsl) is not installed")
+        qtbot, session, store, long_clip, tmp_path, lsl):
     window = open_window(qtbot, session, store, long_clip)
     qtbot.waitUntil(lambda: window.curves.traces["arousal"].size >= 5, timeout=15_000)
     assert window.start_recording(tmp_path / "session", {}, lsl=True)  # the dialog's checkbox
-    affect, markers = affect_streams(lsl), marker_streams(lsl)
-    assert len(affect) == 1 and len(markers) == 1
-    affect_in, markers_in = lsl.StreamInlet(affect[0]), lsl.StreamInlet(markers[0])
-    affect_in.open_stream(timeout=5)
-    markers_in.open_stream(timeout=5)
+    affect_in, markers_in = open_inlets(lsl)
     qtbot.wait(200)
     window.marker_bar.mark(2)
     qtbot.wait(600)
@@ -271,20 +281,14 @@ def test_the_record_dialog_offers_a_baseline_and_lsl_and_says_what_lsl_needs(qtb
 
 
 def test_stream_on_lsl_without_recording_follows_engine_restarts_and_is_remembered(
-        qtbot, session, store, long_clip, tmp_path):
+        qtbot, session, store, long_clip, tmp_path, lsl):
     import json
 
-    lsl = pytest.importorskip("mne_lsl.lsl",
-                              reason="the optional LSL extra (mne-lsl) is not installed")
     window = open_window(qtbot, session, store, long_clip)
     assert window.stream_action.isEnabled() and not window.stream_action.isChecked()
     window.stream_action.trigger()  # Session > Stream on LSL (Ctrl+L)
     assert window.stream_action.isChecked() and window.recording is None
-    affect, markers = affect_streams(lsl), marker_streams(lsl)
-    assert len(affect) == 1 and len(markers) == 1
-    affect_in, markers_in = lsl.StreamInlet(affect[0]), lsl.StreamInlet(markers[0])
-    affect_in.open_stream(timeout=5)
-    markers_in.open_stream(timeout=5)
+    affect_in, markers_in = open_inlets(lsl)
     qtbot.wait(300)
     window.marker_bar.mark(1)  # no recording: the window pushes its markers itself
     qtbot.wait(400)
