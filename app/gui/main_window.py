@@ -664,10 +664,10 @@ class MainWindow(QMainWindow):
         return self.recording is not None and bool(getattr(self.recording.recorder, "lsl", False))
 
     def _push_marker(self, label: str, value: str) -> None:
-        from app.session.lsl import clean, marker_text
+        from app.session.lsl import marker_text
 
         try:
-            self.marker_outlet.push(marker_text(clean(label), clean(value)))
+            self.marker_outlet.push(marker_text(label, value))  # push() cleans the text
         except Exception as error:  # noqa: BLE001 - LSL must never stop the app
             log.warning("pushing an LSL marker failed: %s", error)
 

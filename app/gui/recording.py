@@ -38,10 +38,12 @@ def default_sessions_dir() -> Path:
 
 
 def lsl_problem() -> str | None:
-    """None when LSL can stream, else why not (what to install)."""
-    from app.session.lsl import lsl_missing
+    """None when the LSL extra is installed, else what to install. Loading it takes
+    seconds, so the window and the dialog do not; opening a stream does (and says so if
+    liblsl fails to load)."""
+    from app.session.lsl import lsl_not_installed
 
-    return lsl_missing()
+    return lsl_not_installed()
 
 
 class RecordDialog(QDialog):

@@ -29,10 +29,12 @@ and the other way (``MarkerOutlet``): LSL stamp = start.monotonic_s + onset -
 (monotonic - local_clock).
 
 Without mne-lsl every class here raises ``LslUnavailable`` (a RuntimeError) saying what
-to install; ``lsl_missing()`` says so without raising.
+to install; ``lsl_missing()`` says so without raising, and ``lsl_not_installed()`` says
+whether the package is there without importing it (which takes seconds).
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 import time
@@ -72,6 +74,12 @@ def lsl_missing() -> str | None:
     except LslUnavailable as error:
         return str(error)
     return None
+
+
+def lsl_not_installed() -> str | None:
+    """None when mne-lsl is installed, else what to install; cheap enough for start-up
+    (a broken liblsl still shows when a stream is opened: ``LslUnavailable``)."""
+    return None if importlib.util.find_spec("mne_lsl") is not None else INSTALL
 
 
 class LslClock:
