@@ -51,8 +51,12 @@ def read_rows(path, delimiter=","):
         return list(csv.DictReader(handle, delimiter=delimiter))
 
 
-def check_session(folder, analysed, source=None, media=True):
-    """Every file of a session folder, against its own duration and against analyze."""
+def check_session(folder, analysed, source=None, media=True, media_slack_s=0.04):
+    """Every file of a session folder, against its own duration and against analyze.
+
+    ``media_slack_s``: how far audio and video may run ahead of or behind the last step.
+    A clean stop ends them within a step; a crash keeps what reached the disk of each
+    (the audio the engine had not stepped through yet, a file's buffer spilled early)."""
     info = json.loads((folder / layout.SESSION_JSON).read_text())
     rows = read_rows(folder / layout.PREDICTIONS)
     assert tuple(rows[0]) == layout.PREDICTION_COLUMNS
@@ -76,7 +80,7 @@ def check_session(folder, analysed, source=None, media=True):
     assert rate == 16_000 and soundfile.info(folder / layout.AUDIO).subtype == "PCM_16"
     with wave.open(str(folder / layout.AUDIO)) as plain:  # a second, strict reader
         assert plain.getnframes() == audio.size
-    assert abs(audio.size / rate - len(rows) * 0.04) <= 0.04 + 1e-9
+    assert abs(audio.size / rate - len(rows) * 0.04) <= media_slack_s + 1e-9
     original = read_audio(source)[:audio.size]
     assert np.abs(audio[:original.size] - original).max() < 2 / 32767  # 16-bit rounding
     frames = read_rows(folder / layout.FRAMES)
@@ -85,7 +89,7 @@ def check_session(folder, analysed, source=None, media=True):
     assert len(decoded) == len(frames) + placeholder
     for row in frames:  # each listed frame is in the video at its capture time
         assert decoded[int(row["frame"])].time_s == pytest.approx(float(row["time_s"]), abs=1e-4)
-    assert abs(len(frames) / 25 - len(rows) * 0.04) <= 0.08  # a 25 fps source throughout
+    assert abs(len(frames) / 25 - len(rows) * 0.04) <= media_slack_s + 0.04  # 25 fps source
     assert [int(r["source_frame"]) for r in frames] == list(range(len(frames)))
     return info, rows
 

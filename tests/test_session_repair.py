@@ -55,7 +55,9 @@ def test_killed_recording_is_readable_and_repair_makes_it_whole(long_clip, tiny_
     assert cli_main(["repair", str(out)]) == 0
     said = capsys.readouterr().out
     assert "fixed session.json: status 'recording' -> 'interrupted'" in said
-    info, rows = check_session(out, analysed, long_clip)
+    # Audio and video may end up to a flush (0.5 s) and a spilled write buffer (0.26 s of
+    # audio) away from the last step: both are kept, as recorded (CI measured 0.052 s).
+    info, rows = check_session(out, analysed, long_clip, media_slack_s=1.0)
     assert info["status"] == layout.INTERRUPTED and info["repaired"][0]["fixes"]
     assert rows_before - 1 <= len(rows) <= rows_before
     assert info["media"]["video"]["frames"] == len(read_rows(out / layout.FRAMES))  # starts at 0 s
