@@ -272,7 +272,7 @@ def test_the_record_dialog_offers_a_baseline_and_lsl_and_says_what_lsl_needs(qtb
     dialog.lsl.setChecked(True)
     assert dialog.options() == {"baseline_s": 60.0, "lsl": lsl_missing() is None}
 
-    monkeypatch.setattr(recording, "lsl_problem", lambda: "LSL needs the optional extra: ...")
+    monkeypatch.setattr(recording, "lsl_not_installed", lambda: "LSL needs the optional extra: ...")
     without = recording.RecordDialog()
     qtbot.addWidget(without)
     without.lsl.setChecked(True)

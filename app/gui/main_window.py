@@ -29,10 +29,11 @@ from app.gui.rating import ARROW_STEP, RatingSampler
 from app.gui.rating_slider import (CIRCUMPLEX, RatingSlider, rating_metadata,
                                    set_slider_rating, slider_rating)
 from app.gui.recording import (MAX_BASELINE_S, RecordDialog, Recording, baseline_summary,
-                               lsl_problem, recorder_class)
+                               recorder_class)
 from app.gui.settings import WINDOW_CHOICES_S, Settings, SourceChoice
 from app.gui.status import StatusPanel
 from app.gui.video_view import VideoView
+from app.session.lsl import AffectOutlet, MarkerOutlet, lsl_not_installed, marker_text
 from app.sources import Pacing
 from models.runtime import AffectSession
 
@@ -57,10 +58,10 @@ class MainWindow(QMainWindow):
         self.devices = devices
         self.live: LiveEngine | None = None
         self.recording: Recording | None = None
-        # While streaming on LSL (Session > Stream on LSL): app.session.lsl's AffectOutlet
-        # (follows the engine through restarts) and MarkerOutlet (shared with a recording).
-        self.affect_outlet = None
-        self.marker_outlet = None
+        # While streaming on LSL (Session > Stream on LSL): Affect follows the engine
+        # through restarts; Markers is shared with a recording on LSL.
+        self.affect_outlet: AffectOutlet | None = None
+        self.marker_outlet: MarkerOutlet | None = None
         self.sampler = RatingSampler()
         self.rating_mode = CIRCUMPLEX  # or "arousal"/"valence": a 1-D slider
         self.reviews: list = []  # open review windows (app.gui.review)
@@ -179,7 +180,7 @@ class MainWindow(QMainWindow):
                                           "face_found, voice_active at 25 Hz) and 'Markers' "
                                           "(event markers), for LabRecorder and other LSL apps")
         self.stream_action.setCheckable(True)
-        problem = lsl_problem()
+        problem = lsl_not_installed()  # no mne-lsl import: that takes seconds
         if problem:
             self.stream_action.setEnabled(False)
             self.stream_action.setToolTip(problem)
@@ -631,8 +632,6 @@ class MainWindow(QMainWindow):
         if not on:
             self._close_marker_outlet()
             return True
-        from app.session.lsl import AffectOutlet, MarkerOutlet
-
         try:
             if self.marker_outlet is None:
                 self.marker_outlet = MarkerOutlet(
@@ -664,8 +663,6 @@ class MainWindow(QMainWindow):
         return self.recording is not None and bool(getattr(self.recording.recorder, "lsl", False))
 
     def _push_marker(self, label: str, value: str) -> None:
-        from app.session.lsl import marker_text
-
         try:
             self.marker_outlet.push(marker_text(label, value))  # push() cleans the text
         except Exception as error:  # noqa: BLE001 - LSL must never stop the app

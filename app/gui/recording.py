@@ -21,6 +21,8 @@ from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QDoubleSpin
                                QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
                                QPlainTextEdit, QPushButton, QWidget)
 
+from app.session.lsl import lsl_not_installed
+
 MAX_BASELINE_S = 600.0
 
 
@@ -35,15 +37,6 @@ def recorder_class():
 
 def default_sessions_dir() -> Path:
     return Path.home() / "affect-monitor-sessions"
-
-
-def lsl_problem() -> str | None:
-    """None when the LSL extra is installed, else what to install. Loading it takes
-    seconds, so the window and the dialog do not; opening a stream does (and says so if
-    liblsl fails to load)."""
-    from app.session.lsl import lsl_not_installed
-
-    return lsl_not_installed()
 
 
 class RecordDialog(QDialog):
@@ -80,7 +73,7 @@ class RecordDialog(QDialog):
         form.addRow("Neutral baseline", self.baseline)
         self.lsl = QCheckBox("Stream on LSL (Affect and Markers outlets; record other apps' "
                              "markers)")
-        problem = lsl_problem()
+        problem = lsl_not_installed()  # no mne-lsl import: that takes seconds
         if problem:
             self.lsl.setEnabled(False)
             self.lsl.setToolTip(problem)
