@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from training.network import AffectNet, NetworkConfig
+from training.network import AffectNet, NetworkConfig, build_network
 
 
 class CheckpointError(ValueError):
@@ -35,6 +35,6 @@ def load_checkpoint(path: str | Path) -> tuple[AffectNet, dict]:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {error}") from None
     if not isinstance(checkpoint, dict) or "config" not in checkpoint or "model" not in checkpoint:
         raise CheckpointError(f"{path} is not an affect-monitor checkpoint (no config/model)")
-    model = AffectNet(NetworkConfig.from_dict(checkpoint["config"]))
+    model = build_network(NetworkConfig.from_dict(checkpoint["config"]))
     model.load_state_dict(checkpoint["model"])
     return model.eval(), checkpoint

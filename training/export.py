@@ -41,8 +41,9 @@ class ParityReport:
 
 def spec_for(model: AffectNet, name: str, preset_name: str, **provenance) -> ModelSpec:
     config = model.config
+    layers, width = model.initial_state(1)[0].shape[::2]
     return ModelSpec(name=name, preset=preset_name, face=config.face_crop,
-                     lstm_layers=config.lstm_layers, lstm_hidden=config.lstm_hidden,
+                     lstm_layers=layers, lstm_hidden=width,
                      network=config.to_dict(), **provenance)
 
 

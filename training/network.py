@@ -54,6 +54,13 @@ class NetworkConfig:
     # Classes of a training-only head beside the arousal/valence head (labels.CATEGORIES;
     # 0 = none). It reads the same LSTM output; the exported graph leaves it out.
     category_classes: int = 8
+    # "lstm" (the paper): one LSTM over the concatenated audio and face features
+    # (AffectNet). "experts": a face expert and a level-free voice expert, each with its own
+    # LSTM and reading, fused by their learnt confidence (training/experts.py, ExpertsNet);
+    # lstm_hidden is then the face LSTM's width.
+    fusion: str = "lstm"
+    voice_hidden: int = 64  # "experts": the voice LSTM's width
+    voice_memory_seconds: float = 4.0  # "experts": fading window of the voice statistics
 
     @property
     def face_crop(self) -> FaceCrop:
@@ -70,6 +77,7 @@ class NetworkConfig:
         values.setdefault("audio_pooling", "filters")  # checkpoints from before the option
         values.setdefault("audio_kernel", 20)  # likewise
         values.setdefault("audio_descriptors", False)  # likewise
+        values.setdefault("fusion", "lstm")  # likewise
         return cls(**values)
 
 
@@ -92,6 +100,21 @@ PRESETS: dict[str, NetworkConfig] = {
                     resnet_layers=(1, 1, 1, 1), resnet_width=8, face_size=32, face_channels=1,
                     lstm_hidden=32),
 }
+# The default model's design (training/experts.py): `small`'s face pathway as a face expert
+# beside a level-free voice expert, fused by confidence.
+PRESETS["experts"] = replace(PRESETS["small"], fusion="experts")
+PRESETS["tiny-experts"] = replace(PRESETS["tiny"], fusion="experts", voice_hidden=16)
+
+
+def build_network(config: NetworkConfig) -> nn.Module:
+    """The network a config describes: AffectNet (one LSTM) or ExpertsNet (two experts)."""
+    if config.fusion == "experts":
+        from training.experts import ExpertsNet
+
+        return ExpertsNet(config)
+    if config.fusion != "lstm":
+        raise ValueError(f"fusion must be 'lstm' or 'experts', not {config.fusion!r}")
+    return AffectNet(config)
 
 
 def preset(name: str) -> NetworkConfig:
