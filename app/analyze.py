@@ -60,10 +60,14 @@ class FileAnalysis:
 def analyze_file(path: str | Path, session: AffectSession, *,
                  vad: VoiceDetector | None = None, tracker: FaceTracker | None = None,
                  chunk_steps: int = CHUNK_STEPS,
-                 on_steps: Callable[[int], None] | None = None) -> FileAnalysis:
+                 on_steps: Callable[[int], None] | None = None,
+                 audio_transform: Callable[[np.ndarray], np.ndarray] | None = None
+                 ) -> FileAnalysis:
     """Predict every 40 ms of ``path``. Raises MediaError when the file is unusable.
 
     ``on_steps(n)`` is called after each model chunk with the number of new steps.
+    ``audio_transform`` changes each 40 ms window before it is used (robustness checks:
+    the same video with silent or louder audio, benchmarks/voice_heard.py).
     ``vad`` and ``tracker`` are reset first, so one pair can serve many files.
     """
     path = Path(path)
@@ -81,6 +85,8 @@ def analyze_file(path: str | Path, session: AffectSession, *,
     frames = _FrameWindow(read_video_frames(path)) if info.has_video else None
     windows = (_audio_windows(path) if info.has_audio
                else _silent_windows(info.duration_s or 0.0))
+    if audio_transform is not None:
+        windows = (audio_transform(window) for window in windows)
     state = session.initial_state(1)
     audio = np.zeros((chunk_steps, WINDOW_SAMPLES), np.float32)
     faces = np.zeros((chunk_steps, *spec.face_shape), np.float32)

@@ -84,9 +84,11 @@ class AcousticDescriptors(nn.Module):
         log_mel = torch.log(mel + 1e-6 * mel.mean(dim=1, keepdim=True) + 1e-20)
         shape = (log_mel - log_mel.mean(dim=1, keepdim=True)) / SHAPE_SCALE
         energy = (x * x).sum(dim=1, keepdim=True)
-        log_energy = (torch.log(energy / WINDOW_SAMPLES + 1e-10) + ENERGY_OFFSET) / ENERGY_SCALE
+        # Floors far below any real microphone's noise (-140 dBFS), so that a quiet room
+        # turned down 30 dB still reads as itself plus 30 dB, not as the floor.
+        log_energy = (torch.log(energy / WINDOW_SAMPLES + 1e-14) + ENERGY_OFFSET) / ENERGY_SCALE
         autocorrelation = (_power(x @ self.padded_basis) @ self.autocorrelation_basis) \
-            / (energy + 1e-10)
+            / (energy + 1e-12)
         voicing, peak = autocorrelation.max(dim=1, keepdim=True)
         f0 = self.lag_hz[peak]
         return torch.cat([shape, log_energy, torch.log2(f0 / F0_REFERENCE_HZ), voicing], dim=1)

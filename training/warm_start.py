@@ -127,6 +127,6 @@ def load_face_pathway(expert: FaceExpert, onnx_path) -> None:
                 torch.from_numpy(_reorder_gates(bias_hh, hidden)))
     with torch.no_grad():
         expert.head.weight.copy_(torch.from_numpy(head.T.copy()))
-        expert.head.bias.copy_(torch.from_numpy(weights["head.bias"]))
+        expert.head.bias.copy_(torch.from_numpy(weights["head.bias"].copy()))
         expert.precision.weight.zero_()
         expert.precision.bias.zero_()

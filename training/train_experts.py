@@ -1,0 +1,312 @@
+"""Train the default model's design (training/experts.py) from one recipe file.
+
+    python -m training.train_experts training/recipes/default.toml --data-root ../shared/data \
+        --out runs/v6
+
+Every option is in the recipe (a TOML file, saved whole in the checkpoint); the command line
+only says where the data and the outputs are. Three stages, each fast on a 2-core CPU:
+
+1. face   the face expert starts from a single-LSTM model's face pathway
+          (training/warm_start.py; [face] source), unchanged: it already reads FER+ faces.
+2. voice  the voice expert alone on RAVDESS actors 1-16: fixed descriptors are computed once
+          per clip for several augmented copies (playback speed, gain over the whole
+          -30..+20 dB range with clipping, a noise floor at a random signal-to-noise ratio),
+          then the running statistics, LSTM and head train on them with a CCC loss on each
+          clip's mean output (the unit the RAVDESS figures score). The epoch with the best
+          held-out clip CCC (actors 17-20) is kept.
+3. fusion only the two confidence (log precision) heads, on synthetic sequences from FER+
+          FER2013Train faces and RAVDESS actors 1-16 voices in which a share of the segments
+          show a face and a voice that disagree (target: the mean of the two), some have no
+          face and some no voice. Both experts are frozen, so their LSTM outputs are
+          computed once and the heads train on them in seconds.
+
+Writes OUT/experts.pt (a checkpoint training.export reads) and OUT/train.json (figures).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.checkpoint import save_checkpoint
+from training.losses import ccc
+from training.network import NetworkConfig, preset
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class VoiceRecipe:
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    copies: int = 4  # augmented copies of each training clip, besides the clean one
+    speed: float = 0.1  # playback speed within 1 +- speed
+    gain_db: tuple[float, float] = (-30.0, 20.0)
+    snr_db: tuple[float, float] = (20.0, 50.0)  # noise floor under the clip's loud windows
+
+
+@dataclass(frozen=True)
+class FusionRecipe:
+    sequences: int = 160
+    seconds: float = 10.0
+    p_face_missing: float = 0.2
+    p_silence: float = 0.2
+    p_mismatch: float = 0.5
+    epochs: int = 300
+    lr: float = 1e-2
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    preset: str
+    face_source: str
+    seed: int = 0
+    network: dict | None = None  # overrides of the preset's NetworkConfig
+    voice: VoiceRecipe = VoiceRecipe()
+    fusion: FusionRecipe = FusionRecipe()
+    text: str = ""
+
+    @property
+    def network_config(self) -> NetworkConfig:
+        values = {**preset(self.preset).to_dict(), **(self.network or {})}
+        return NetworkConfig.from_dict(values)
+
+
+def read_recipe(path: Path) -> Recipe:
+    text = path.read_text()
+    raw = tomllib.loads(text)
+    try:
+        voice = raw.get("voice", {})
+        fusion = raw.get("fusion", {})
+        for key in ("gain_db", "snr_db"):
+            if key in voice:
+                voice[key] = tuple(voice[key])
+        return Recipe(name=raw["name"], preset=raw["preset"], face_source=raw["face"]["source"],
+                      seed=raw.get("seed", 0), network=raw.get("network"),
+                      voice=VoiceRecipe(**voice), fusion=FusionRecipe(**fusion), text=text)
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a valid experts recipe ({error})") from None
+
+
+# ----- stage 2: the voice -----
+
+def augmented_copy(samples: np.ndarray, recipe: VoiceRecipe,
+                   rng: np.random.Generator) -> np.ndarray:
+    """One random speed, gain (clipped to full scale) and noise floor."""
+    factor = rng.uniform(1.0 - recipe.speed, 1.0 + recipe.speed)
+    positions = np.arange(int(len(samples) / factor)) * factor
+    samples = np.interp(positions, np.arange(len(samples)), samples)
+    loud = np.quantile(np.sqrt(np.mean(
+        samples[:len(samples) // 640 * 640].reshape(-1, 640) ** 2, axis=1)), 0.85)
+    noise = loud * 10 ** (-rng.uniform(*recipe.snr_db) / 20)
+    samples = samples + rng.standard_normal(len(samples)) * noise
+    gain = 10 ** (rng.uniform(*recipe.gain_db) / 20)
+    return np.clip(samples * gain, -1.0, 1.0).astype(np.float32)
+
+
+def clip_descriptors(voice_expert, samples: np.ndarray) -> np.ndarray:
+    steps = len(samples) // 640
+    windows = torch.from_numpy(np.ascontiguousarray(samples[:steps * 640].reshape(steps, 640)))
+    with torch.no_grad():
+        return voice_expert.descriptors(windows).numpy()
+
+
+def padded(items: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    longest = max(len(item) for item in items)
+    values = np.zeros((len(items), longest, items[0].shape[1]), np.float32)
+    mask = np.zeros((len(items), longest), np.float32)
+    for row, item in enumerate(items):
+        values[row, :len(item)] = item
+        mask[row, :len(item)] = 1.0
+    return torch.from_numpy(values), torch.from_numpy(mask)
+
+
+def ccc_loss_rows(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - CCC per column of [N,2] rows, averaged."""
+    mean_p, mean_t = prediction.mean(0), target.mean(0)
+    var_p, var_t = prediction.var(0, unbiased=False), target.var(0, unbiased=False)
+    covariance = ((prediction - mean_p) * (target - mean_t)).mean(0)
+    return (1 - 2 * covariance / (var_p + var_t + (mean_p - mean_t) ** 2 + 1e-8)).mean()
+
+
+def clip_means(voice_expert, descriptors: list[np.ndarray], train: bool) -> torch.Tensor:
+    raw, mask = padded(descriptors)
+    batch = len(descriptors)
+    h = torch.zeros(voice_expert.lstm.num_layers, batch, voice_expert.lstm.hidden_size)
+    sums = torch.zeros(1, batch, voice_expert.state_size)
+    voice_expert.train(train)
+    reading = voice_expert(None, h, h.clone(), sums, descriptors=raw)[0]
+    return (reading * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+
+
+def train_voice(model, recipe: Recipe, data_root: Path, log) -> dict:
+    from training.data.ravdess import load_ravdess, split_actors
+
+    voice, settings = model.voice, recipe.voice
+    train, valid = split_actors(load_ravdess(data_root / "ravdess-speech-16k"))
+    rng = np.random.default_rng(recipe.seed)
+    started = time.time()
+    train_items, train_targets = [], []
+    for index in range(len(train)):
+        clean = np.asarray(train.audio(index), np.float32)
+        copies = [clean] + [augmented_copy(clean, settings, rng) for _ in range(settings.copies)]
+        for samples in copies:
+            train_items.append(clip_descriptors(voice, samples))
+            train_targets.append(train.targets[index])
+    valid_items = [clip_descriptors(voice, np.asarray(valid.audio(i), np.float32))
+                   for i in range(len(valid))]
+    train_targets = torch.from_numpy(np.array(train_targets))
+    log(f"voice: descriptors of {len(train_items)} training clips (with {settings.copies} "
+        f"augmented copies each) in {time.time() - started:.0f} s")
+    parameters = [p for p in voice.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(parameters, settings.lr, weight_decay=settings.weight_decay)
+    batches = -(-len(train_items) // settings.batch_size)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, settings.epochs * batches)
+    best = {"score": -np.inf}
+    for epoch in range(settings.epochs):
+        order = rng.permutation(len(train_items))
+        losses = []
+        for start in range(0, len(order), settings.batch_size):
+            rows = order[start:start + settings.batch_size]
+            means = clip_means(voice, [train_items[i] for i in rows], train=True)
+            loss = ccc_loss_rows(means, train_targets[rows])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            losses.append(loss.item())
+        with torch.no_grad():
+            means = clip_means(voice, valid_items, train=False).numpy()
+        scores = [ccc(means[:, k], valid.targets[:, k]) for k in range(2)]
+        log(f"voice epoch {epoch + 1}: loss {np.mean(losses):.3f}, held-out clips CCC "
+            f"arousal {scores[0]:.3f} valence {scores[1]:.3f}")
+        if np.mean(scores) > best["score"]:
+            best = {"score": float(np.mean(scores)), "epoch": epoch + 1,
+                    "arousal": scores[0], "valence": scores[1],
+                    "weights": {k: v.clone() for k, v in voice.state_dict().items()}}
+    voice.load_state_dict(best.pop("weights"))
+    best["seconds"] = round(time.time() - started)
+    return best
+
+
+# ----- stage 3: the fusion -----
+
+@torch.no_grad()
+def encoded_sequences(model, recipe: Recipe, data_root: Path):
+    """Synthetic training sequences through both frozen experts: encodings and targets."""
+    from training.data.ferplus import load_ferplus
+    from training.data.ravdess import load_ravdess, split_actors
+    from training.data.sequences import (SequenceDataset, SyntheticBuilder, SyntheticConfig,
+                                         collate_sequences)
+
+    settings = recipe.fusion
+    faces = load_ferplus(data_root / "ferplus", "FER2013Train")
+    voices = split_actors(load_ravdess(data_root / "ravdess-speech-16k"))[0]
+    config = SyntheticConfig(seconds=settings.seconds, p_face_missing=settings.p_face_missing,
+                             p_silence=settings.p_silence, p_mismatch=settings.p_mismatch)
+    builder = SyntheticBuilder.from_data(faces, voices, model.config.face_crop, config)
+    dataset = SequenceDataset(builder, settings.sequences, recipe.seed)
+    model.eval()
+    parts = {"face": [], "voice": [], "face_mask": [], "target": []}
+    for start in range(0, len(dataset), 8):
+        batch = collate_sequences([dataset[i] for i in range(start, min(start + 8,
+                                                                         len(dataset)))])
+        h, c = model.initial_state(batch["audio"].shape[0])
+        face_state, voice_state = model.split_state(h, c)
+        parts["face"].append(model.face.encode(batch["face"], batch["face_mask"],
+                                               *face_state)[0])
+        parts["voice"].append(model.voice.encode(batch["audio"], *voice_state)[0])
+        parts["face_mask"].append(batch["face_mask"])
+        parts["target"].append(batch["target"])
+    return {key: torch.cat(value) for key, value in parts.items()}
+
+
+def train_fusion(model, recipe: Recipe, data_root: Path, log) -> dict:
+    started = time.time()
+    data = encoded_sequences(model, recipe, data_root)
+    log(f"fusion: {len(data['target'])} synthetic sequences through both experts in "
+        f"{time.time() - started:.0f} s")
+    heads = [model.face.precision, model.voice.precision]
+    optimiser = torch.optim.Adam([p for head in heads for p in head.parameters()],
+                                 recipe.fusion.lr)
+    with torch.no_grad():
+        face_reading = model.face.read(data["face"])[0]
+        voice_reading = model.voice.read(data["voice"])[0]
+    target = data["target"].reshape(-1, 2)
+    for epoch in range(recipe.fusion.epochs):
+        readings = {"face": face_reading, "voice": voice_reading,
+                    "face_log_precision": model.face.read(data["face"])[1],
+                    "voice_log_precision": model.voice.read(data["voice"])[1]}
+        fused = model.fuse(readings, data["face_mask"]).reshape(-1, 2)
+        loss = ccc_loss_rows(fused, target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        scores = {name: [ccc(x.reshape(-1, 2)[:, k].numpy(), target[:, k].numpy())
+                         for k in range(2)]
+                  for name, x in (("fused", fused), ("face", face_reading),
+                                  ("voice", voice_reading))}
+    log("fusion (training sequences): CCC arousal / valence " + ", ".join(
+        f"{name} {a:.3f} / {v:.3f}" for name, (a, v) in scores.items()))
+    return {"seconds": round(time.time() - started), "train_ccc": scores}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.train_experts",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", type=Path, help="recipe file (training/recipes/*.toml)")
+    parser.add_argument("--data-root", type=Path, required=True,
+                        help="folder with ferplus/ and ravdess-speech-16k/")
+    parser.add_argument("--out", type=Path, required=True, help="run folder")
+    args = parser.parse_args(argv)
+    try:
+        recipe = read_recipe(args.recipe)
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as error:
+        print(f"train_experts: {error}", file=sys.stderr)
+        return 2
+    from training.experts import ExpertsNet
+    from training.warm_start import load_face_pathway
+
+    torch.manual_seed(recipe.seed)
+    torch.set_flush_denormal(True)
+    # The voice expert's tensors are small: one thread is faster than two that wait for
+    # each other, and leaves a core for the rest of the machine.
+    torch.set_num_threads(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log_file = (args.out / "train.log").open("a")
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+        log_file.write(line + "\n")
+        log_file.flush()
+
+    model = ExpertsNet(recipe.network_config)
+    load_face_pathway(model.face, Path(recipe.face_source))
+    log(f"face: expert from {recipe.face_source}")
+    figures = {"voice": train_voice(model, recipe, args.data_root, log)}
+    figures["fusion"] = train_fusion(model, recipe, args.data_root, log)
+    card = {"training_command": "python -m training.train_experts " + " ".join(
+        argv if argv is not None else sys.argv[1:]), "recipe": recipe.text,
+        "training_data": ["FER+ FER2013Train (face, via " + recipe.face_source + ")",
+                          "RAVDESS speech actors 1-16"]}
+    save_checkpoint(args.out / "experts.pt", model.eval(), recipe.preset, card=card)
+    (args.out / "train.json").write_text(json.dumps(figures, indent=1, default=float))
+    log(f"wrote {args.out / 'experts.pt'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
