@@ -17,6 +17,7 @@ Features are cached under $AFFECT_CACHE_DIR (default ~/.cache/affect-monitor).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -35,7 +36,8 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ravdess-speech-16k"
 
 def egemaps_features(clips, cache: Path) -> np.ndarray:
     """[N, 88] eGeMAPSv02 functionals of every clip (cached by clip names)."""
-    key = cache / f"egemaps-{abs(hash(clips.names)) % 10**12}.npy"
+    digest = hashlib.sha256("\n".join(clips.names).encode()).hexdigest()[:16]
+    key = cache / f"egemaps-{digest}.npy"
     if key.is_file():
         return np.load(key)
     import opensmile
