@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
+NO_SOURCES = ("No camera and no microphone found. Open a video or audio file "
+              "(File ▸ Open, Ctrl+O).")
 
 
 def build_parser(epilog: str | None = None) -> argparse.ArgumentParser:
@@ -117,11 +119,9 @@ def run_gui(argv: list[str] | None = None) -> int:
     if session is not None and not settings.sources.empty:
         window.start()
     elif settings.sources.empty:
-        message = ("No camera and no microphone found. Open a video or audio file "
-                   "(File ▸ Open, Ctrl+O).")
-        window.status.message(message, 0)
+        window.status.message(NO_SOURCES, 0)
         if session is not None:
-            window.video.clear(message)
+            window.video.clear(NO_SOURCES)
     for reason in devices.problems:
         window.status.message(reason, 0)
 
