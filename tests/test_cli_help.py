@@ -8,6 +8,7 @@ is what the command printed.
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +81,19 @@ def test_window_help_needs_no_qt():
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "--quit-after" in result.stdout
+
+
+def test_the_readme_uses_only_options_the_commands_have(capsys, monkeypatch):
+    """Every `affect-monitor ...` line in the README's code blocks names real options."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = "\n".join(re.findall(r"```bash\n(.*?)```", readme, re.S))
+    lines = [line.split("#")[0] for line in blocks.splitlines()
+             if re.match(r"(\.venv/bin/)?affect-monitor\b", line)]
+    assert len(lines) >= 8
+    options = {command: {o for a in help_of(command, capsys, monkeypatch)[0]._actions
+                         for o in a.option_strings} for command in COMMANDS}
+    for line in lines:
+        words = line.split()
+        command = words[1] if len(words) > 1 and words[1] in cli.SUBCOMMANDS else ""
+        for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", line):
+            assert flag in options[command], f"README: `{line.strip()}`: no {flag}"
