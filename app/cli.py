@@ -1,30 +1,36 @@
 """`affect-monitor`: the desktop app, and its headless subcommands.
 
-    affect-monitor [--camera N | --video FILE] [--mic N | --audio FILE] [--model M]
-    affect-monitor analyze FILE... --out DIR [--model M]
-    affect-monitor record --out DIR [--camera N | --video FILE] [--mic N | --audio FILE]
-                          [--seconds N] [--no-media] [--participant ID --session ID]
-    affect-monitor repair DIR
-    affect-monitor export DIR --to elan|bids|carma
+    affect-monitor [--camera N | --video FILE] [--mic N | --audio FILE] [--model M] ...
+    affect-monitor analyze | record | repair | export ...
+
+`affect-monitor --help` lists the window's options and the subcommands; each subcommand
+has its own `--help`.
 """
 from __future__ import annotations
 
 import sys
 
 SUBCOMMANDS = {
-    # name -> "module:function" taking argv; imported lazily so `--help` stays fast and a
-    # missing optional dependency only affects the subcommand that needs it.
-    "analyze": "app.analyze:main",
-    "record": "app.session.record:main",
-    "repair": "app.session.repair:main",
-    "export": "app.session.export:main",
+    # name -> ("module:function" taking argv, one line for `affect-monitor --help`); the
+    # module is imported lazily, so `--help` stays fast and a missing optional dependency
+    # only affects the subcommand that needs it.
+    "analyze": ("app.analyze:main", "arousal and valence every 40 ms for video or audio files"),
+    "record": ("app.session.record:main", "record a session folder without a window"),
+    "repair": ("app.session.repair:main", "make an interrupted session folder whole"),
+    "export": ("app.session.export:main", "export a session for ELAN, BIDS or CARMA/DARMA"),
 }
+
+
+def subcommand_list() -> str:
+    lines = [f"  {name:<10}{summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+    return ("commands without a window (`affect-monitor COMMAND --help` for their options):\n"
+            + "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in SUBCOMMANDS:
-        module_name, function_name = SUBCOMMANDS[argv[0]].split(":")
+        module_name, function_name = SUBCOMMANDS[argv[0]][0].split(":")
         try:
             module = __import__(module_name, fromlist=[function_name])
         except ModuleNotFoundError as error:
@@ -32,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         return getattr(module, function_name)(argv[1:])
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
+    if "-h" in argv or "--help" in argv:
+        from app.gui.main import build_parser  # argparse only: no Qt for --help
+
+        build_parser(epilog=subcommand_list()).print_help()
         return 0
     # No subcommand: the desktop window (flags --camera/--video, --mic/--audio, --model).
     try:

@@ -13,24 +13,35 @@ import sys
 from pathlib import Path
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
+NO_SOURCES = ("No camera and no microphone found. Open a video or audio file "
+              "(File ▸ Open, Ctrl+O).")
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="affect-monitor", description=__doc__.split("\n\n")[1])
+def build_parser(epilog: str | None = None) -> argparse.ArgumentParser:
+    """The window's options (`affect-monitor --help` adds the subcommands as ``epilog``)."""
+    parser = argparse.ArgumentParser(prog="affect-monitor", description=__doc__.split("\n\n")[1],
+                                     epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     video = parser.add_mutually_exclusive_group()
     video.add_argument("--camera", type=int, metavar="N", help="camera index")
     video.add_argument("--video", metavar="FILE", help="video file (its sound too, unless "
-                                                       "--mic or --audio is given)")
+                                                       "--mic/--audio)")
     audio = parser.add_mutually_exclusive_group()
     audio.add_argument("--mic", type=int, metavar="N", help="microphone device index")
     audio.add_argument("--audio", metavar="FILE", help="audio file")
     parser.add_argument("--model", metavar="M", help=f"ONNX model (default: last used, "
                                                      f"else {DEFAULT_MODEL.name})")
-    # For CI's smoke test: save a screenshot after S seconds, then quit.
-    parser.add_argument("--screenshot", metavar="PNG", help=argparse.SUPPRESS)
-    parser.add_argument("--quit-after", type=float, metavar="S", help=argparse.SUPPRESS)
-    parser.add_argument("--settings", metavar="INI", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    parser.add_argument("--quit-after", type=float, metavar="S",
+                        help="close the window after S seconds (scripts, smoke tests)")
+    parser.add_argument("--screenshot", metavar="PNG",
+                        help="save the window as PNG at --quit-after (default 3 s)")
+    parser.add_argument("--settings", metavar="INI",
+                        help="read and save settings in this file instead of the user's")
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def choose_sources(args, remembered, devices):
@@ -108,11 +119,9 @@ def run_gui(argv: list[str] | None = None) -> int:
     if session is not None and not settings.sources.empty:
         window.start()
     elif settings.sources.empty:
-        message = ("No camera and no microphone found. Open a video or audio file "
-                   "(File ▸ Open, Ctrl+O).")
-        window.status.message(message, 0)
+        window.status.message(NO_SOURCES, 0)
         if session is not None:
-            window.video.clear(message)
+            window.video.clear(NO_SOURCES)
     for reason in devices.problems:
         window.status.message(reason, 0)
 

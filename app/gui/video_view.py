@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QTextOption
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 FOUND = QColor(80, 220, 100)
 LOST = QColor(230, 80, 80)
+MESSAGE_MARGIN = 12  # px between a message and the panel's edges
 
 
 class VideoView(QWidget):
@@ -49,8 +50,14 @@ class VideoView(QWidget):
         painter = QPainter(self)
         painter.fillRect(self.rect(), QColor(0, 0, 0))
         if self._image is None:
+            # Wrapped inside the panel at any size; a word wider than the panel (a long
+            # path) breaks where it must instead of running off the edge.
+            option = QTextOption(Qt.AlignmentFlag.AlignCenter)
+            option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
             painter.setPen(QColor(170, 170, 170))
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.message)
+            area = QRectF(self.rect()).adjusted(MESSAGE_MARGIN, MESSAGE_MARGIN,
+                                                -MESSAGE_MARGIN, -MESSAGE_MARGIN)
+            painter.drawText(area, self.message, option)
             return
         width, height = self._image.width(), self._image.height()
         scale = min(self.width() / width, self.height() / height)

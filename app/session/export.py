@@ -221,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="affect-monitor export",
                                      description="Export a session folder for ELAN, BIDS or "
                                                  "CARMA/DARMA.")
-    parser.add_argument("folder", type=Path, metavar="DIR")
+    parser.add_argument("folder", type=Path, metavar="DIR", help="a recorded session folder")
     parser.add_argument("--to", choices=FORMATS, required=True, action="append",
                         help="format (repeat for several)")
-    parser.add_argument("--out", type=Path, help="where to write (default: DIR)")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help="where to write (default: the session folder)")
     args = parser.parse_args(argv)
     try:
         for to in args.to:

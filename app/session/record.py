@@ -52,15 +52,20 @@ def parse_args(argv: list[str] | None):
                         help="stop after N seconds (default: until Ctrl+C or the files end)")
     parser.add_argument("--no-media", action="store_true",
                         help="keep no video or audio: predictions, ratings and events only")
-    parser.add_argument("--participant", default="", metavar="ID")
-    parser.add_argument("--session", default="", metavar="ID")
-    parser.add_argument("--condition", default="", metavar="C")
-    parser.add_argument("--notes", default="")
+    parser.add_argument("--participant", default="", metavar="ID",
+                        help="participant id for session.json (BIDS export: sub-ID)")
+    parser.add_argument("--session", default="", metavar="ID",
+                        help="session id for session.json (BIDS export: ses-ID)")
+    parser.add_argument("--condition", default="", metavar="C",
+                        help="experimental condition, kept in session.json")
+    parser.add_argument("--notes", default="", metavar="TEXT",
+                        help="free-text notes, kept in session.json")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
                         help=f"exported .onnx model (default: {DEFAULT_MODEL.name})")
     parser.add_argument("--fast", action="store_true",
                         help="read files as fast as the model runs instead of in real time")
-    parser.add_argument("--vad", choices=("silero", "energy"), default="silero")
+    parser.add_argument("--vad", choices=("silero", "energy"), default="silero",
+                        help="voice activity detector (default: silero when installed)")
     parser.add_argument("--baseline", type=float, metavar="N",
                         help="take the first N seconds as the neutral baseline (exports then "
                              "add baseline-corrected arousal_bc/valence_bc)")

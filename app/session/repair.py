@@ -136,7 +136,8 @@ def _rewrite(path: Path, columns, rows: list[dict], delimiter: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="affect-monitor repair",
                                      description="Make an interrupted session folder whole.")
-    parser.add_argument("folder", type=Path, metavar="DIR")
+    parser.add_argument("folder", type=Path, metavar="DIR",
+                        help="the session folder of a recording that did not stop cleanly")
     parser.add_argument("--force", action="store_true",
                         help="repair even if the folder was written in the last seconds")
     args = parser.parse_args(argv)
