@@ -1,7 +1,8 @@
 """`affect-monitor`: the desktop app, and its headless subcommands.
 
     affect-monitor [--camera N | --video FILE] [--mic N | --audio FILE] [--model M]
-    affect-monitor analyze FILE... --out DIR [--model M]
+    affect-monitor analyze FILE|FOLDER|MANIFEST.csv... --out DIR [--model M]
+                           [--workers N | --cluster ADDRESS]
     affect-monitor record --out DIR [--camera N | --video FILE] [--mic N | --audio FILE]
                           [--seconds N] [--no-media] [--participant ID --session ID]
     affect-monitor repair DIR
@@ -14,7 +15,7 @@ import sys
 SUBCOMMANDS = {
     # name -> "module:function" taking argv; imported lazily so `--help` stays fast and a
     # missing optional dependency only affects the subcommand that needs it.
-    "analyze": "app.analyze:main",
+    "analyze": "app.study.cli:main",
     "record": "app.session.record:main",
     "repair": "app.session.repair:main",
     "export": "app.session.export:main",
