@@ -334,3 +334,19 @@ def test_help_shows_the_study_options(capsys):
     said = capsys.readouterr().out
     for option in ("--workers", "--cluster", "--threads", "--ext", "manifest", "study.csv"):
         assert option in said
+
+
+def test_the_slurm_example_asks_for_single_threaded_workers_one_per_core(capsys):
+    pytest.importorskip("dask_jobqueue")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("slurm_study",
+                                                  PROJECT / "examples" / "slurm_study.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(["study/", "--out", "results/", "--cores", "4", "--partition",
+                         "short", "--dry-run"]) == 0
+    script = capsys.readouterr().out
+    assert "#SBATCH --cpus-per-task=4" in script and "#SBATCH -p short" in script
+    assert "--nthreads 1" in script and "--nworkers 4" in script
+    assert sys.executable in script  # the nodes run this environment

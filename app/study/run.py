@@ -77,7 +77,9 @@ def run_study(files: list[StudyFile], out: Path, model: Path, *, workers: int = 
 
     bars = _Bars(progress and bool(todo), len(files), len(files) - len(todo),
                  sum(durations.values()), echo)
-    if cluster:
+    if not todo:
+        results = iter(())
+    elif cluster:
         results = run_cluster(todo, cluster)
     elif workers > 1:
         results = run_pool(todo, workers)
