@@ -45,8 +45,19 @@ def _pool_results(pool: ProcessPoolExecutor, tasks: Sequence[FileTask]) -> Itera
         futures = {pool.submit(run_file_task, task): task for task in tasks}
         for future in as_completed(futures):
             yield _result(future, futures[future])
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:  # Ctrl-C: stop now, not after the files in flight (a re-run
+        _terminate(pool)   # redoes them; their unfinished folders are removed then)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    if hasattr(pool, "terminate_workers"):  # Python 3.14+
+        pool.terminate_workers()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def run_cluster(tasks: Sequence[FileTask], address: str) -> Iterator[TaskResult]:
