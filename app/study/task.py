@@ -78,6 +78,11 @@ def run_file_task(task: FileTask, on_steps=None) -> TaskResult:
         result = analyze_file(task.media, worker.session, audio_path=task.audio,
                               vad=worker.vad, tracker=worker.tracker,
                               chunk_steps=task.chunk_steps, on_steps=on_steps)
+        for before in inputs:  # e.g. a file still being copied in when the run started
+            now = os.stat(before["path"])
+            if (now.st_size, now.st_mtime_ns) != (before["size"], before["mtime_ns"]):
+                raise RuntimeError(f"{before['path']}: changed while being analysed; run "
+                                   f"again once it is complete")
         partial.mkdir()
         write_predictions(result, partial / PREDICTIONS)
         summary = summarise(result, worker.session, task.model_sha256, worker.vad.name)
