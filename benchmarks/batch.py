@@ -6,7 +6,7 @@ Makes ``--files`` videos of ``--minutes``/``--files`` minutes each (the CREMA-D 
 ../shared/data/cremad-sample looped: 480x360, 25 fps, with sound; cached) and analyses
 them with `affect-monitor analyze`'s runner three times, each into a fresh folder:
 
-* 1 worker: this process, ONNX Runtime on all cores (the default);
+* 1 worker: this process, ONNX Runtime on all cores (the default), and on 1 thread;
 * 2 workers: a local process pool, one ONNX Runtime thread each;
 * a Dask LocalCluster of 2 worker processes x 1 thread (started before the clock runs).
 
@@ -74,7 +74,8 @@ def timed(label: str, study: Path, out: Path, model: Path, **engine) -> float:
     with open(out / "study.csv", newline="") as handle:
         media = sum(float(row["duration_s"]) for row in csv.DictReader(handle))
     print(f"{label:<34} {media:6.0f} s of media in {wall:6.1f} s = {media / wall:5.1f} "
-          f"media s per wall s; {cpu / media:.3f} CPU s per media s", flush=True)
+          f"media s per wall s; {cpu / media:.3f} CPU s per media s; {cpu / wall:.2f} cores "
+          f"busy", flush=True)
     return media / wall
 
 
@@ -99,6 +100,8 @@ def main() -> None:
         scratch = Path(scratch)
         one = timed("1 worker (this process, all cores)", study, scratch / "one", args.model,
                     workers=1)
+        timed("1 worker, 1 ONNX Runtime thread", study, scratch / "one-thread", args.model,
+              workers=1, threads=1)
         two = timed("2 workers (local processes)", study, scratch / "two", args.model,
                     workers=2)
         from distributed import LocalCluster
