@@ -4,15 +4,15 @@
 
 Makes ``--files`` videos of ``--minutes``/``--files`` minutes each (the CREMA-D clips of
 ../shared/data/cremad-sample looped: 480x360, 25 fps, with sound; cached) and analyses
-them with `affect-monitor analyze`'s runner three times, each into a fresh folder:
+them with `affect-monitor analyze`'s runner four times, each into a fresh folder:
 
 * 1 worker: this process, ONNX Runtime on all cores (the default), and on 1 thread;
 * 2 workers: a local process pool, one ONNX Runtime thread each;
 * a Dask LocalCluster of 2 worker processes x 1 thread (started before the clock runs).
 
 Each time includes starting the workers' models; the cluster's own start-up is not
-counted (a cluster is started once for many runs). Finally checks that the three runs
-wrote the same study.csv and predictions.
+counted (a cluster is started once for many runs). Finally checks that the 1-worker,
+2-worker and cluster runs wrote the same study.csv and predictions.
 """
 from __future__ import annotations
 
