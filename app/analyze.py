@@ -1,20 +1,18 @@
-"""`affect-monitor analyze FILE... --out DIR [--model M]`: predictions for recorded media.
+"""One recorded file -> arousal and valence every 40 ms (``analyze_file``), and its outputs.
 
-Per input, ``DIR/<name>/predictions.csv`` (one row per 40 ms: time_s, arousal, valence,
-face_found, face_score, voice_active) and ``DIR/<name>/summary.json``. The steps are
-prepared exactly as live (``app.pipeline.StepPreparer``: same alignment, same crops,
+The command `affect-monitor analyze` (many files, folders, manifests, session folders;
+resumable; local processes or a Dask cluster) lives in ``app.study``; this module is the
+analysis of one file it runs. Per input, ``predictions.csv`` (one row per 40 ms: time_s,
+arousal, valence, face_found, face_score, voice_active) and ``summary.json``. The steps
+are prepared exactly as live (``app.pipeline.StepPreparer``: same alignment, same crops,
 same voice detector) but the model runs the long-T graph on chunks of steps, which
-batches the CNNs and is many times faster than real time. A file that cannot be read
-is reported and skipped; the others are still analysed.
+batches the CNNs and is many times faster than real time.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import importlib.metadata
-import json
-import logging
 import math
 import sys
 import time
@@ -27,9 +25,9 @@ import numpy as np
 from app.pipeline import StepPreparer
 from app.sources.base import Frame
 from app.vad import VoiceDetector, load_voice_detector
-from models.faces import FaceDetectorError, FaceTracker
+from models.faces import FaceTracker
 from models.media import MediaError, iter_audio, probe, read_video_frames
-from models.runtime import AffectSession, ModelLoadError
+from models.runtime import AffectSession
 from models.spec import SAMPLE_RATE, WINDOW_SAMPLES
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
@@ -58,6 +56,7 @@ class FileAnalysis:
 
 
 def analyze_file(path: str | Path, session: AffectSession, *,
+                 audio_path: str | Path | None = None,
                  vad: VoiceDetector | None = None, tracker: FaceTracker | None = None,
                  chunk_steps: int = CHUNK_STEPS,
                  on_steps: Callable[[int], None] | None = None,
@@ -65,6 +64,8 @@ def analyze_file(path: str | Path, session: AffectSession, *,
                  ) -> FileAnalysis:
     """Predict every 40 ms of ``path``. Raises MediaError when the file is unusable.
 
+    ``audio_path``: the sound comes from this file instead (a recorded session's
+    ``audio.wav`` beside its ``video.mp4``; both start at 0.0 s on the session clock).
     ``on_steps(n)`` is called after each model chunk with the number of new steps.
     ``audio_transform`` changes each 40 ms window before it is used (robustness checks:
     the same video with silent or louder audio, benchmarks/voice_heard.py).
@@ -73,7 +74,12 @@ def analyze_file(path: str | Path, session: AffectSession, *,
     path = Path(path)
     started = time.monotonic()
     info = probe(path)
-    if not (info.has_audio or info.has_video):
+    sound = info
+    if audio_path is not None:
+        sound = probe(audio_path)
+        if not sound.has_audio:
+            raise MediaError(f"{audio_path}: has no audio stream")
+    if not (sound.has_audio or info.has_video):
         raise MediaError(f"{path}: holds neither audio nor video")
     spec = session.spec
     own_tracker = tracker is None and info.has_video
@@ -83,7 +89,7 @@ def analyze_file(path: str | Path, session: AffectSession, *,
                             vad if vad is not None else load_voice_detector())
     preparer.reset()
     frames = _FrameWindow(read_video_frames(path)) if info.has_video else None
-    windows = (_audio_windows(path) if info.has_audio
+    windows = (_audio_windows(sound.path) if sound.has_audio
                else _silent_windows(info.duration_s or 0.0))
     if audio_transform is not None:
         windows = (audio_transform(window) for window in windows)
@@ -128,7 +134,7 @@ def analyze_file(path: str | Path, session: AffectSession, *,
         path=path, time_s=np.arange(steps) * WINDOW_SAMPLES / SAMPLE_RATE,
         arousal=values[:, 0], valence=values[:, 1], face_found=np.array(found, bool),
         face_score=np.array(score, np.float32), voice_active=np.array(voice, bool),
-        duration_s=info.duration_s if info.duration_s is not None else steps * 0.04,
+        duration_s=sound.duration_s if sound.duration_s is not None else steps * 0.04,
         seconds_taken=time.monotonic() - started)
 
 
@@ -199,8 +205,8 @@ def summarise(result: FileAnalysis, session: AffectSession, model_sha256: str,
         "duration_s": round(result.duration_s, 3),
         "steps": result.steps,
         "step_s": 0.04,
-        "arousal_mean": mean(result.arousal),
-        "valence_mean": mean(result.valence),
+        **describe("arousal", result.arousal),
+        **describe("valence", result.valence),
         "face_share": mean(result.face_found.astype(np.float64)),
         "voice_share": mean(result.voice_active.astype(np.float64)),
         "voice_detector": voice_detector,
@@ -211,6 +217,17 @@ def summarise(result: FileAnalysis, session: AffectSession, model_sha256: str,
         "speed_vs_realtime": (round(result.duration_s / result.seconds_taken, 1)
                               if result.seconds_taken > 0 else None),
     }
+
+
+def describe(name: str, values: np.ndarray) -> dict[str, float | None]:
+    """Mean, sd (population) and 10th / 90th percentiles, rounded to the CSV's 6 places."""
+    values = np.asarray(values, np.float64)
+    if not values.size:
+        return {f"{name}_{key}": None for key in ("mean", "sd", "p10", "p90")}
+    p10, p90 = np.percentile(values, [10, 90])
+    return {f"{name}_mean": round(float(values.mean()), 6),
+            f"{name}_sd": round(float(values.std()), 6),
+            f"{name}_p10": round(float(p10), 6), f"{name}_p90": round(float(p90), 6)}
 
 
 def software_version() -> str:
@@ -228,118 +245,10 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def output_folder(out: Path, source: Path, taken: set[str]) -> Path:
-    """DIR/<stem>, with a number appended when two inputs share a name."""
-    name, n = source.stem, 2
-    while name in taken:
-        name, n = f"{source.stem}_{n}", n + 1
-    taken.add(name)
-    return out / name
-
-
-@dataclass(frozen=True)
-class AnalyzeReport:
-    written: tuple[Path, ...]  # output folders of the files analysed
-    failed: tuple[tuple[Path, str], ...]  # (input, why)
-
-
-def analyze(inputs: list[Path], out: Path, model: Path, *, progress: bool = True,
-            chunk_steps: int = CHUNK_STEPS, vad: str = "silero",
-            echo: Callable[[str], None] = print) -> AnalyzeReport:
-    """Analyse each input into ``out``. ModelLoadError if the model cannot be used."""
-    session = AffectSession(model)
-    model_sha = sha256_of(model)
-    voice = load_voice_detector(vad)
-    echo(f"model {session.spec.name} on {session.provider}; voice activity by {voice.name}")
-    out.mkdir(parents=True, exist_ok=True)
-    written, failed, taken = [], [], set()
-    tracker: FaceTracker | None = None
-    try:
-        for source in inputs:
-            try:
-                info = probe(source)
-                if tracker is None and info.has_video:
-                    tracker = FaceTracker(session.spec.face)
-                total = math.ceil((info.duration_s or 0.0) * SAMPLE_RATE / WINDOW_SAMPLES) or None
-                with _progress_bar(progress, total, source.name) as bar:
-                    result = analyze_file(source, session, vad=voice, tracker=tracker,
-                                          chunk_steps=chunk_steps, on_steps=bar.update)
-            except MediaError as error:
-                failed.append((source, str(error)))
-                echo(f"skipped: {error}")
-                continue
-            folder = output_folder(out, source, taken)
-            folder.mkdir(parents=True, exist_ok=True)
-            write_predictions(result, folder / "predictions.csv")
-            summary = summarise(result, session, model_sha, voice.name)
-            (folder / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-            written.append(folder)
-            echo(f"{source.name}: {result.steps} steps, {result.duration_s:.1f} s in "
-                 f"{result.seconds_taken:.1f} s -> {folder}")
-    finally:
-        if tracker is not None:
-            tracker.close()
-    return AnalyzeReport(tuple(written), tuple(failed))
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def __enter__(self) -> "_NoBar":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        pass
-
-
-def _progress_bar(enabled: bool, total: int | None, name: str):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=name, unit="step", leave=False, file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="affect-monitor analyze",
-        description="Arousal and valence every 40 ms for recorded video or audio files.")
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE",
-                        help="video or audio files (anything FFmpeg reads)")
-    parser.add_argument("--out", type=Path, required=True, metavar="DIR",
-                        help="folder for one sub-folder of results per input")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                        help=f"exported .onnx model (default: {DEFAULT_MODEL.name})")
-    parser.add_argument("--chunk", type=int, default=CHUNK_STEPS,
-                        help="40 ms steps per model call (default: %(default)s)")
-    parser.add_argument("--vad", choices=("silero", "energy"), default="silero",
-                        help="voice activity detector (default: silero when installed)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    if args.chunk < 1:
-        parser.error("--chunk must be at least 1")
-    if args.model == DEFAULT_MODEL and not DEFAULT_MODEL.is_file():
-        print(f"affect-monitor analyze: no --model given and the default model "
-              f"({DEFAULT_MODEL}) is not installed; pass --model FILE.onnx", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        report = analyze(args.files, args.out, args.model, progress=not args.no_progress,
-                         chunk_steps=args.chunk, vad=args.vad)
-    except (ModelLoadError, FaceDetectorError) as error:
-        print(f"affect-monitor analyze: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # the output folder cannot be created or written
-        print(f"affect-monitor analyze: cannot write results: {error}", file=sys.stderr)
-        return 2
-    if report.failed:
-        print(f"{len(report.failed)} of {len(args.files)} file(s) could not be analysed:",
-              file=sys.stderr)
-        for _source, why in report.failed:
-            print(f"  {why}", file=sys.stderr)
-        return 1
-    return 0
+    from app.study.cli import main as study_main  # the command line lives with the study runner
+
+    return study_main(argv)
 
 
 if __name__ == "__main__":

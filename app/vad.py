@@ -133,3 +133,12 @@ def load_voice_detector(prefer: str = "silero") -> VoiceDetector:
     elif prefer != "energy":
         raise ValueError(f"unknown voice detector {prefer!r}; use 'silero' or 'energy'")
     return EnergyVoiceDetector()
+
+
+def voice_detector_name(prefer: str = "silero") -> str:
+    """The ``name`` ``load_voice_detector(prefer)`` would give, without loading a model."""
+    if prefer not in ("silero", "energy"):
+        raise ValueError(f"unknown voice detector {prefer!r}; use 'silero' or 'energy'")
+    if prefer == "silero" and find_silero_model() is not None:
+        return SileroVoiceDetector.name
+    return EnergyVoiceDetector.name
