@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.runtime import AffectSession  # noqa: E402
 from training.data.ravdess import load_ravdess, split_actors  # noqa: E402
+from training.evaluate import voice_clip_means  # noqa: E402
 from training.losses import ccc  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ravdess-speech-16k"
@@ -72,22 +73,6 @@ def svr_scores(train_x, train_y, valid_x, valid_y) -> tuple[float, float]:
     return scores[0], scores[1]
 
 
-def model_clip_means(session: AffectSession, clips, gain_db: float = 0.0) -> np.ndarray:
-    """[N, 2] mean output over each clip, voice only, fresh state per clip."""
-    spec = session.spec
-    gain = 10 ** (gain_db / 20)
-    means = []
-    for i in range(len(clips)):
-        audio = np.clip(clips.audio(i) * gain, -1.0, 1.0)
-        steps = len(audio) // spec.window_samples
-        windows = audio[:steps * spec.window_samples].reshape(1, steps, spec.window_samples)
-        face = np.zeros((1, steps, *spec.face_shape), np.float32)
-        mask = np.zeros((1, steps), np.float32)
-        outputs, _ = session.run(windows, face, mask, session.initial_state())
-        means.append(outputs[0].mean(axis=0))
-    return np.array(means)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -112,7 +97,7 @@ def main(argv=None) -> int:
         session = AffectSession(model, intra_op_threads=2)
         reference = None
         for gain_db in args.gains_db:
-            means = model_clip_means(session, valid, gain_db)
+            means = voice_clip_means(session, valid, gain_db)
             reference = means if reference is None else reference
             drift = np.abs(means - reference).mean(axis=0)
             print(f"  {session.spec.name} voice only at {gain_db:+.0f} dB           "

@@ -78,3 +78,38 @@ def test_angry_strong_voices_get_higher_arousal_than_calm_and_neutral(session):
     angry_strong = predictions[(clips.emotion == 5) & (clips.intensity == 2), 0].mean()
     calm_or_neutral = predictions[np.isin(clips.emotion, [1, 2]), 0].mean()
     assert angry_strong > calm_or_neutral
+
+
+def test_the_same_voice_reads_the_same_at_any_microphone_gain(session):
+    """RAVDESS held-out clips (one per actor and emotion) at -30 and +20 dB against 0 dB:
+    each clip's mean output moves by under 0.05 on average (issue 27's bar)."""
+    from conftest import data_path
+    from training.data.ravdess import load_ravdess, split_actors
+    from training.evaluate import voice_clip_means
+
+    clips = split_actors(load_ravdess(data_path("ravdess-speech-16k")))[1]
+    _, first = np.unique(np.stack([clips.actor, clips.emotion], 1), axis=0, return_index=True)
+    clips = clips.subset(np.sort(first))
+    reference = voice_clip_means(session, clips, 0.0)
+    for gain_db in (-30.0, 20.0):
+        change = np.abs(voice_clip_means(session, clips, gain_db) - reference)
+        assert change.mean() < 0.05, (gain_db, change.mean(axis=0))
+
+
+def test_the_voice_moves_the_reading_while_a_face_is_seen(session):
+    """CREMA-D clips with a face in view: own audio against digital silence."""
+    from conftest import data_path
+
+    from app.analyze import analyze_file
+
+    clips = sorted(data_path("cremad-sample").glob("*.flv"))
+    assert clips
+    changes = []
+    for path in clips:
+        heard = analyze_file(path, session)
+        silent = analyze_file(path, session, audio_transform=np.zeros_like)
+        assert heard.face_found.mean() > 0.5  # the face is in view
+        assert np.all(np.abs(heard.arousal) <= 1) and np.all(np.abs(heard.valence) <= 1)
+        changes.append(max(abs(heard.arousal.mean() - silent.arousal.mean()),
+                           abs(heard.valence.mean() - silent.valence.mean())))
+    assert min(changes) > 0.01 and np.mean(changes) > 0.05, changes

@@ -123,6 +123,17 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
+# Benchmark outputs the experts card quotes: EVALS/<name>.txt, written by the recipe with
+# the command that made it on the first line.
+BENCHMARKS = ("voice_baseline", "voice_heard", "fusion_probe")
+
+
+def benchmark_outputs(evals: Path) -> dict:
+    return {name: ((evals / f"{name}.txt").read_text().strip()
+                   if (evals / f"{name}.txt").is_file() else "(not measured)")
+            for name in BENCHMARKS}
+
+
 def commands(metrics: dict) -> str:
     return "\n".join(EVALUATIONS[name][1] for name in EVALUATIONS if name in metrics)
 
@@ -138,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path(__file__).with_name("model_card_template.md"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    network_kind = read_spec(args.model).network.get("fusion", "lstm")
+    if network_kind == "experts" and args.template == parser.get_default("template"):
+        args.template = Path(__file__).with_name("model_card_experts.md")
     metrics = collect_metrics(args.evals)
     clips = real_clip_means(args.clips)
     spec = read_spec(args.model)
@@ -151,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     network = spec.network or preset(spec.preset).to_dict()
     pooling, pooling_note = AUDIO_POOLING[network.get("audio_pooling", "filters")]
     card = args.template.read_text().format(
+        face_hidden=network.get("lstm_hidden"), voice_hidden=network.get("voice_hidden"),
+        memory=network.get("voice_memory_seconds", 0), state=f"{spec.lstm_layers}, batch, "
+        f"{spec.lstm_hidden}", **benchmark_outputs(args.evals),
         audio_pooling=pooling,
         audio_descriptors=AUDIO_DESCRIPTORS if network.get("audio_descriptors") else "",
         audio_pooling_note=pooling_note.read_text() + "\n" if pooling_note else "",
@@ -158,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         audio_filters=network["audio_filters"], audio_kernel=network.get("audio_kernel", 20),
         audio_dropout=network["audio_dropout"], face_size=spec.face.size,
         face_channels=spec.face.channels, face_margin=spec.face.margin,
-        state=f"{spec.lstm_layers} x {spec.lstm_hidden}", metrics_table=metrics_table(metrics),
+        metrics_table=metrics_table(metrics),
         eval_commands=commands(metrics), training_time=training_time,
         clips_table=clips_table(clips),
         machine=f"{platform.machine()}, {platform.processor() or 'CPU'}",

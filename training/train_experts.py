@@ -54,6 +54,15 @@ class VoiceRecipe:
     speed: float = 0.1  # playback speed within 1 +- speed
     gain_db: tuple[float, float] = (-30.0, 20.0)
     snr_db: tuple[float, float] = (20.0, 50.0)  # noise floor under the clip's loud windows
+    # The weights of every epoch from this one on are also averaged (stochastic weight
+    # averaging, Izmailov et al. 2018); the average is kept when it scores better than the
+    # best single epoch. 0 = off.
+    average_from_epoch: int = 0
+    # Streams: besides single clips (scored by their mean), each batch holds this many
+    # streams of `stream_clips` clips of one actor back to back, scored per step, so the
+    # voice reading follows a change of emotion within a stream as it must live. 0 = off.
+    streams_per_batch: int = 0
+    stream_clips: int = 4
 
 
 @dataclass(frozen=True)
@@ -141,14 +150,38 @@ def ccc_loss_rows(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return (1 - 2 * covariance / (var_p + var_t + (mean_p - mean_t) ** 2 + 1e-8)).mean()
 
 
-def clip_means(voice_expert, descriptors: list[np.ndarray], train: bool) -> torch.Tensor:
+def readings(voice_expert, descriptors: list[np.ndarray], train: bool):
+    """Each item from a fresh state -> (reading [B,T,2], step mask [B,T])."""
     raw, mask = padded(descriptors)
     batch = len(descriptors)
     h = torch.zeros(voice_expert.lstm.num_layers, batch, voice_expert.lstm.hidden_size)
     sums = torch.zeros(1, batch, voice_expert.state_size)
     voice_expert.train(train)
-    reading = voice_expert(None, h, h.clone(), sums, descriptors=raw)[0]
+    return voice_expert(None, h, h.clone(), sums, descriptors=raw)[0], mask
+
+
+def clip_means(voice_expert, descriptors: list[np.ndarray], train: bool) -> torch.Tensor:
+    reading, mask = readings(voice_expert, descriptors, train)
     return (reading * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+
+
+def draw_streams(items, targets, actors, count: int, clips: int, rng):
+    """``count`` streams of ``clips`` random items of one actor back to back, with their
+    per-step targets."""
+    streams, stream_targets = [], []
+    for _ in range(count):
+        chosen = rng.choice(np.flatnonzero(actors == rng.choice(np.unique(actors))), clips)
+        streams.append(np.concatenate([items[i] for i in chosen]))
+        stream_targets.append(np.concatenate([np.repeat(targets[i][None], len(items[i]), 0)
+                                              for i in chosen]).astype(np.float32))
+    return streams, stream_targets
+
+
+def stream_loss(voice_expert, streams, stream_targets, train: bool) -> torch.Tensor:
+    reading, mask = readings(voice_expert, streams, train)
+    target, _ = padded(stream_targets)
+    valid = mask.reshape(-1) > 0.5
+    return ccc_loss_rows(reading.reshape(-1, 2)[valid], target.reshape(-1, 2)[valid])
 
 
 def train_voice(model, recipe: Recipe, data_root: Path, log) -> dict:
@@ -158,15 +191,19 @@ def train_voice(model, recipe: Recipe, data_root: Path, log) -> dict:
     train, valid = split_actors(load_ravdess(data_root / "ravdess-speech-16k"))
     rng = np.random.default_rng(recipe.seed)
     started = time.time()
-    train_items, train_targets = [], []
+    train_items, train_targets, train_actors = [], [], []
     for index in range(len(train)):
         clean = np.asarray(train.audio(index), np.float32)
         copies = [clean] + [augmented_copy(clean, settings, rng) for _ in range(settings.copies)]
         for samples in copies:
             train_items.append(clip_descriptors(voice, samples))
             train_targets.append(train.targets[index])
+            train_actors.append(train.actor[index])
+    train_actors = np.array(train_actors)
     valid_items = [clip_descriptors(voice, np.asarray(valid.audio(i), np.float32))
                    for i in range(len(valid))]
+    valid_streams = draw_streams(valid_items, valid.targets, valid.actor, 40,
+                                 settings.stream_clips, np.random.default_rng(1))
     train_targets = torch.from_numpy(np.array(train_targets))
     log(f"voice: descriptors of {len(train_items)} training clips (with {settings.copies} "
         f"augmented copies each) in {time.time() - started:.0f} s")
@@ -175,6 +212,7 @@ def train_voice(model, recipe: Recipe, data_root: Path, log) -> dict:
     batches = -(-len(train_items) // settings.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, settings.epochs * batches)
     best = {"score": -np.inf}
+    average, averaged = None, 0
     for epoch in range(settings.epochs):
         order = rng.permutation(len(train_items))
         losses = []
@@ -182,6 +220,10 @@ def train_voice(model, recipe: Recipe, data_root: Path, log) -> dict:
             rows = order[start:start + settings.batch_size]
             means = clip_means(voice, [train_items[i] for i in rows], train=True)
             loss = ccc_loss_rows(means, train_targets[rows])
+            if settings.streams_per_batch:
+                streams = draw_streams(train_items, train_targets.numpy(), train_actors,
+                                       settings.streams_per_batch, settings.stream_clips, rng)
+                loss = loss + stream_loss(voice, *streams, train=True)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -189,13 +231,31 @@ def train_voice(model, recipe: Recipe, data_root: Path, log) -> dict:
             losses.append(loss.item())
         with torch.no_grad():
             means = clip_means(voice, valid_items, train=False).numpy()
+            held_out_streams = 1 - stream_loss(voice, *valid_streams, train=False).item()
         scores = [ccc(means[:, k], valid.targets[:, k]) for k in range(2)]
         log(f"voice epoch {epoch + 1}: loss {np.mean(losses):.3f}, held-out clips CCC "
-            f"arousal {scores[0]:.3f} valence {scores[1]:.3f}")
+            f"arousal {scores[0]:.3f} valence {scores[1]:.3f}, held-out streams per step "
+            f"(mean of both) {held_out_streams:.3f}")
         if np.mean(scores) > best["score"]:
             best = {"score": float(np.mean(scores)), "epoch": epoch + 1,
                     "arousal": scores[0], "valence": scores[1],
                     "weights": {k: v.clone() for k, v in voice.state_dict().items()}}
+        if settings.average_from_epoch and epoch + 1 >= settings.average_from_epoch:
+            weights = voice.state_dict()
+            averaged += 1
+            average = ({k: v.clone().float() for k, v in weights.items()} if average is None
+                       else {k: average[k] + (v.float() - average[k]) / averaged
+                             for k, v in weights.items()})
+    if average is not None:
+        voice.load_state_dict(average)
+        with torch.no_grad():
+            means = clip_means(voice, valid_items, train=False).numpy()
+        scores = [ccc(means[:, k], valid.targets[:, k]) for k in range(2)]
+        log(f"voice: average of epochs {settings.average_from_epoch}-{settings.epochs}: "
+            f"held-out clips CCC arousal {scores[0]:.3f} valence {scores[1]:.3f}")
+        if np.mean(scores) > best["score"]:
+            best = {"score": float(np.mean(scores)), "epoch": f"average of {averaged}",
+                    "arousal": scores[0], "valence": scores[1], "weights": average}
     voice.load_state_dict(best.pop("weights"))
     best["seconds"] = round(time.time() - started)
     return best

@@ -31,4 +31,14 @@ eval=("$python" -m training.evaluate --model "$run/default.onnx")
 "${eval[@]}" --dataset "synthetic:$data" --split valid --mask-voice --out "$run/eval/synthetic-face"
 "${eval[@]}" --dataset "synthetic:$data" --split valid --mask-face --out "$run/eval/synthetic-voice"
 "$python" -m app.cli analyze "$data"/cremad-sample/*.flv --out "$run/eval/cremad" --model "$run/default.onnx" --no-progress
+quote() {  # quote NAME COMMAND...: run COMMAND, keep "$ COMMAND" and its output in eval/NAME.txt
+    local name=$1
+    shift
+    { echo "\$ $*"; "$@"; } > "$run/eval/$name.txt"
+}
+# needs the dev extra (opensmile, scikit-learn)
+quote voice_baseline "$python" benchmarks/voice_baseline.py --data "$data/ravdess-speech-16k" \
+    --model "$run/default.onnx" --gains-db 0 -30 -20 -10 10 20
+quote voice_heard "$python" benchmarks/voice_heard.py --data "$data/cremad-sample" --model "$run/default.onnx"
+quote fusion_probe "$python" -m training.fusion_probe --model "$run/default.onnx" --data "$data"
 "$python" -m training.model_card --model "$run/default.onnx" --evals "$run/eval" --time "$run/time.txt" --clips "$run/eval/cremad" --out models/default.onnx
