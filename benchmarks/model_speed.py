@@ -23,7 +23,7 @@ from torch import nn
 
 from models.runtime import AffectSession
 from training.export import export_onnx, spec_for
-from training.network import AUDIO_POOLINGS, PRESETS, AffectNet, count_parameters
+from training.network import AUDIO_POOLINGS, PRESETS, AffectNet, build_network, count_parameters
 
 
 def flops_per_step(model: AffectNet) -> int:
@@ -52,10 +52,10 @@ def flops_per_step(model: AffectNet) -> int:
               torch.ones(1, 1), *model.initial_state(1))
     for hook in hooks:
         hook.remove()
-    lstm = model.lstm
-    for layer in range(lstm.num_layers):
-        inputs = lstm.input_size if layer == 0 else lstm.hidden_size
-        total += 2 * 4 * lstm.hidden_size * (inputs + lstm.hidden_size)
+    for lstm in (m for m in model.modules() if isinstance(m, nn.LSTM)):
+        for layer in range(lstm.num_layers):
+            inputs = lstm.input_size if layer == 0 else lstm.hidden_size
+            total += 2 * 4 * lstm.hidden_size * (inputs + lstm.hidden_size)
     return total
 
 
@@ -131,7 +131,7 @@ def main() -> None:
                 config = replace(config, audio_kernel=args.audio_kernel)
             if args.audio_descriptors:
                 config = replace(config, audio_descriptors=True)
-            model = AffectNet(config).eval()
+            model = build_network(config).eval()
             path = Path(folder) / f"{name}.onnx"
             export_onnx(model, spec_for(model, name, name), path)
             flops = flops_per_step(model)
