@@ -32,6 +32,7 @@ EVENTS = "events.tsv"
 AUDIO = "audio.wav"
 VIDEO = "video.mp4"
 FRAMES = "frames.csv"
+LOCK = ".affect-monitor.lock"  # an OS lock: held while a process records into or repairs
 
 FORMAT_NAME = "affect-monitor-session"
 FORMAT_VERSION = 1
@@ -55,6 +56,25 @@ FLUSH_S = 0.5  # rows and audio reach the OS at least this often (a crash loses 
 
 class SessionFormatError(ValueError):
     """A folder is not a session folder, or a file in it cannot be read."""
+
+
+class FolderBusy(RuntimeError):
+    """Another process holds the folder's lock (it is recording into it, or repairing it)."""
+
+
+def lock_folder(folder: Path):
+    """Take the folder's exclusive OS lock (``filelock``: flock on POSIX, LockFileEx on
+    Windows) without waiting; release it with ``.release()``. The OS drops it when the
+    process dies, so a crash never leaves a folder locked. FolderBusy if it is held."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(Path(folder) / LOCK, timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FolderBusy(f"{folder} is in use by another affect-monitor process (recording "
+                         "or repair); wait for it to finish or choose another folder") from None
+    return lock
 
 
 def prediction_row(time_s: float, arousal: float, valence: float, face_found: bool,

@@ -139,6 +139,7 @@ class SessionRecorder:
         self._ratings_merged = 0
         self._markers_pushed = 0
         self._lsl_streams: list[str] = []
+        self._lock = None  # the folder's OS lock, held from start until every file is closed
 
     # -- the interface the GUI and `affect-monitor record` use -------------------------------
     def start(self) -> None:
@@ -153,6 +154,16 @@ class SessionRecorder:
         self._open_folder()
         if self.lsl:
             self._open_lsl()
+        try:
+            self._begin()
+        except OSError as error:  # e.g. the disk is already full: session.json cannot be written
+            self._tap.detach()
+            self._close_lsl(drain=False)
+            self._close_quietly()
+            self._release_lock()
+            raise RecorderError(f"cannot record into {self.out_dir}: {_describe(error)}") from None
+
+    def _begin(self) -> None:
         self._stats0 = self.engine.stats()
         self._model_sha = sha256_of(self.engine.session.path)
         self._started_wall = time.monotonic()
@@ -244,7 +255,11 @@ class SessionRecorder:
         out = self.out_dir
         try:
             out.mkdir(parents=True, exist_ok=True)
-            if (out / layout.SESSION_JSON).exists():
+            # Lock first, then look: two recorders started at once cannot both see an
+            # empty folder. The lock is released when the last file is closed.
+            self._lock = layout.lock_folder(out)
+            if any((out / name).exists() for name in (layout.SESSION_JSON, layout.PREDICTIONS)):
+                self._release_lock()
                 raise RecorderError(f"{out} already holds a recorded session; choose a new "
                                     "folder")
             tables = {
@@ -257,8 +272,11 @@ class SessionRecorder:
                 self._wav = WavWriter(out / layout.AUDIO, self.rate)
                 if self.engine.video is not None:
                     tables[layout.FRAMES] = RowWriter(out / layout.FRAMES, layout.FRAME_COLUMNS)
+        except layout.FolderBusy as error:
+            raise RecorderError(str(error)) from None
         except OSError as error:
             self._close_quietly()
+            self._release_lock()
             raise RecorderError(f"cannot record into {out}: {_describe(error)}") from None
 
     def _open_lsl(self) -> None:
@@ -278,6 +296,7 @@ class SessionRecorder:
         except (LslUnavailable, RuntimeError, OSError) as error:
             self._close_lsl(drain=False)
             self._close_quietly()
+            self._release_lock()
             raise RecorderError(f"cannot open the LSL streams: {error}") from None
 
     def _lsl_marker(self, monotonic_s: float, text: str, stream: str) -> None:
@@ -328,6 +347,13 @@ class SessionRecorder:
         except Exception as error:  # a bug: still close every file
             log.exception("recorder failed")
             self._fail(error)
+        finally:
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _write_batch(self, predictions: list[Prediction]) -> None:
         t0 = self._t0_sample / self.rate

@@ -35,8 +35,22 @@ def repair(folder: str | Path, force: bool = False) -> list[str]:
     """Repair ``folder`` in place; the list of fixes (empty: nothing was wrong)."""
     folder = Path(folder)
     info = layout.read_session_json(folder)
+    try:
+        lock = layout.lock_folder(folder)  # a recorder holds it while it records
+    except layout.FolderBusy as error:
+        raise RepairError(str(error)) from None
+    except OSError:
+        lock = None  # a read-only folder: nothing can write it, repair says what it can't fix
+    try:
+        return _repair(folder, info, force)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _repair(folder: Path, info: dict, force: bool) -> list[str]:
     if info.get("status") == layout.RECORDING and not force:
-        newest = max(p.stat().st_mtime for p in folder.iterdir())
+        newest = max(p.stat().st_mtime for p in folder.iterdir() if p.name != layout.LOCK)
         if time.time() - newest < STILL_WRITING_S:
             raise RepairError(f"{folder} was written {time.time() - newest:.1f} s ago and may "
                               "still be recording; stop it first (or pass --force)")
