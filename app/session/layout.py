@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 SESSION_JSON = "session.json"
@@ -75,6 +76,12 @@ def lock_folder(folder: Path):
         raise FolderBusy(f"{folder} is in use by another affect-monitor process (recording "
                          "or repair); wait for it to finish or choose another folder") from None
     return lock
+
+
+def safe_label(text) -> str:
+    """``text`` as a BIDS label: ASCII letters and digits only, so an id typed by a user can
+    name a folder or file (``sub-<label>``) and never reach outside it (no ``/``, ``..``)."""
+    return re.sub(r"[^A-Za-z0-9]", "", str(text or ""))
 
 
 def prediction_row(time_s: float, arousal: float, valence: float, face_found: bool,

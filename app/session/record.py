@@ -30,6 +30,7 @@ from pathlib import Path
 
 from app.analyze import DEFAULT_MODEL
 from app.pipeline import Engine
+from app.session import layout
 from app.session.recorder import RecorderError, SessionRecorder
 from app.sources import (AudioFileSource, CameraSource, MicrophoneSource, Pacing, SourceError,
                          VideoFileSource)
@@ -55,8 +56,10 @@ def parse_args(argv: list[str] | None):
                         help="stop after N seconds (default: until Ctrl+C or the files end)")
     parser.add_argument("--no-media", action="store_true",
                         help="keep no video or audio: predictions, ratings and events only")
-    parser.add_argument("--participant", default="", metavar="ID")
-    parser.add_argument("--session", default="", metavar="ID")
+    parser.add_argument("--participant", default="", metavar="ID", type=_label,
+                        help="participant id: letters and digits (a BIDS label)")
+    parser.add_argument("--session", default="", metavar="ID", type=_label,
+                        help="session id: letters and digits (a BIDS label)")
     parser.add_argument("--condition", default="", metavar="C")
     parser.add_argument("--notes", default="")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
@@ -78,6 +81,14 @@ def parse_args(argv: list[str] | None):
     if args.baseline is not None and args.seconds is not None and args.baseline > args.seconds:
         parser.error("--baseline is longer than --seconds")
     return args
+
+
+def _label(text: str) -> str:
+    """An id as given, if it is a BIDS label (the exports name files ``sub-<id>``)."""
+    if text != layout.safe_label(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a label: use letters and digits only (e.g. P01)")
+    return text
 
 
 def build_sources(args):
