@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 SESSION_JSON = "session.json"
@@ -84,6 +85,14 @@ def safe_label(text) -> str:
     return re.sub(r"[^A-Za-z0-9]", "", str(text or ""))
 
 
+def clean_text(text) -> str:
+    """One line without tabs or control characters (a NUL is not allowed in XML, so it
+    would make ELAN's .eaf unreadable), fit for a TSV cell and a one-channel marker."""
+    text = "".join(c for c in str(text) if unicodedata.category(c) not in ("Cc", "Cs")
+                   or c in "\t\n\r")
+    return " ".join(text.replace("\ufffe", "").replace("\uffff", "").split())
+
+
 def prediction_row(time_s: float, arousal: float, valence: float, face_found: bool,
                    face_score: float, voice_active: bool, latency_ms: float) -> tuple:
     """One predictions.csv row, formatted as ``app.analyze.write_predictions`` does."""
@@ -102,16 +111,16 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 def read_session_json(folder: Path) -> dict:
+    """session.json, validated against ``app.session.schema`` (SessionFormatError)."""
+    from app.session.schema import parse_session_json
+
     path = Path(folder) / SESSION_JSON
     if not path.is_file():
         raise SessionFormatError(f"{folder}: not a session folder (no {SESSION_JSON})")
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SessionFormatError(f"{path}: unreadable ({error})") from None
-    if data.get("format") != FORMAT_NAME:
-        raise SessionFormatError(f"{path}: not an affect-monitor session file")
-    return data
+        return parse_session_json(path)
+    except OSError as error:
+        raise SessionFormatError(f"{path}: cannot be read ({error.strerror})") from None
 
 
 def read_table(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
@@ -123,4 +132,7 @@ def read_table(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
     text = path.read_text(errors="replace")
     if text and not text.endswith("\n"):
         text = text[:text.rfind("\n") + 1]  # the row being written when it stopped
-    return list(csv.DictReader(text.splitlines(), delimiter=delimiter))
+    try:
+        return list(csv.DictReader(text.split("\n")[:-1], delimiter=delimiter))
+    except csv.Error as error:  # e.g. a field over csv's size limit: not our writing
+        raise SessionFormatError(f"{path}: not a table this app wrote ({error})") from None

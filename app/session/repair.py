@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.session import layout
+from app.session import layout, schema
 from app.session.tables import rewrite_table, tidy_ratings
 from app.session.video import count_frames, salvage_video
 from app.session.wav import repair_wav
@@ -60,12 +60,19 @@ def _repair(folder: Path, info: dict, force: bool) -> list[str]:
               layout.EVENTS: (layout.EVENT_COLUMNS, "\t"),
               layout.FRAMES: (layout.FRAME_COLUMNS, ",")}
     rows: dict[str, list[dict]] = {}
+    step_s = 1.0 / info["rates"]["requested"]["predictions_hz"]
+    for name, (columns, delimiter) in tables.items():  # check all before changing any
+        path = folder / name
+        if path.exists():
+            rows[name] = layout.read_table(path, delimiter)
+            schema.check_table(path, rows[name])
+    if layout.PREDICTIONS in rows:
+        schema.prediction_times(folder / layout.PREDICTIONS, rows[layout.PREDICTIONS], step_s)
     for name, (columns, delimiter) in tables.items():
         path = folder / name
         if not path.exists():
             continue
         raw = path.read_bytes()
-        rows[name] = layout.read_table(path, delimiter)
         if raw and not raw.endswith(b"\n"):
             _rewrite(path, columns, rows[name], delimiter)
             fixes.append(f"{name}: dropped a torn last row ({len(rows[name])} rows kept)")
@@ -94,14 +101,13 @@ def _repair(folder: Path, info: dict, force: bool) -> list[str]:
         if fixed:
             fixes.append(fixed)
         frames = rows.get(layout.FRAMES, [])
-        kept = [r for r in frames if int(r["frame"]) < video_frames]
+        kept = [r for r in frames if float(r["frame"]) < video_frames]
         if len(kept) < len(frames):
             _rewrite(folder / layout.FRAMES, layout.FRAME_COLUMNS, kept, ",")
             fixes.append(f"{layout.FRAMES}: dropped {len(frames) - len(kept)} row(s) of "
                          f"frames the video lost in the crash")
     if info.get("status") == layout.RECORDING:
         predictions = len(rows.get(layout.PREDICTIONS, []))
-        step_s = 1.0 / info["rates"]["requested"]["predictions_hz"]
         info["status"] = layout.INTERRUPTED
         info["duration_s"] = round(predictions * step_s, 3)
         info["counts"] = {"predictions": predictions,
