@@ -34,7 +34,9 @@ EVENTS = "events.tsv"
 AUDIO = "audio.wav"
 VIDEO = "video.mp4"
 FRAMES = "frames.csv"
+FILES = (SESSION_JSON, PREDICTIONS, RATINGS, EVENTS, AUDIO, VIDEO, FRAMES)
 LOCK = ".affect-monitor.lock"  # an OS lock: held while a process records into or repairs
+RESERVE = ".affect-monitor.reserve"  # disk kept while recording, for the last session.json
 
 FORMAT_NAME = "affect-monitor-session"
 FORMAT_VERSION = 1
@@ -103,11 +105,15 @@ def prediction_row(time_s: float, arousal: float, valence: float, face_found: bo
 def write_json_atomic(path: Path, data: dict) -> None:
     """Replace ``path`` in one step: a crash leaves the old or the new file, never half."""
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w") as handle:
-        handle.write(json.dumps(data, indent=1, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w") as handle:
+            handle.write(json.dumps(data, indent=1, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # a full disk leaves no half-written .tmp behind
+        raise
 
 
 def read_session_json(folder: Path) -> dict:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import os
 import platform
 import threading
 import time
@@ -69,6 +70,7 @@ from app.session.wav import WavWriter
 log = logging.getLogger(__name__)
 
 JSON_EVERY_S = 5.0  # session.json (counters) is rewritten this often while recording
+RESERVE_BYTES = 256 * 1024  # disk kept for the last session.json (about 5 kB) and closing
 SYNC_EVERY_S = 10.0  # fsync: survive a power cut, not only a crash, losing <= this
 _ENGINE_SOURCES = ("model", "engine")
 
@@ -160,6 +162,7 @@ class SessionRecorder:
             self._tap.detach()
             self._close_lsl(drain=False)
             self._close_quietly()
+            self._remove_files()
             self._release_lock()
             raise RecorderError(f"cannot record into {self.out_dir}: {_describe(error)}") from None
 
@@ -178,6 +181,7 @@ class SessionRecorder:
         if self.baseline_s is not None:
             self._user.append(("baseline", self._t0_sample / self.rate, self.baseline_s))
         self._write_session_json()
+        self._hold_reserve()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
 
@@ -258,7 +262,7 @@ class SessionRecorder:
             # Lock first, then look: two recorders started at once cannot both see an
             # empty folder. The lock is released when the last file is closed.
             self._lock = layout.lock_folder(out)
-            if any((out / name).exists() for name in (layout.SESSION_JSON, layout.PREDICTIONS)):
+            if any((out / name).exists() for name in layout.FILES):
                 self._release_lock()
                 raise RecorderError(f"{out} already holds a recorded session; choose a new "
                                     "folder")
@@ -276,8 +280,35 @@ class SessionRecorder:
             raise RecorderError(str(error)) from None
         except OSError as error:
             self._close_quietly()
+            self._remove_files()
             self._release_lock()
             raise RecorderError(f"cannot record into {out}: {_describe(error)}") from None
+
+    def _hold_reserve(self) -> None:
+        """Keep ``RESERVE_BYTES`` of the disk (a file of zeros): when the disk fills up
+        mid-recording it is given back, so the final session.json (status, stop reason)
+        can still be written. No room for it at start: the disk is full (OSError)."""
+        with open(self.out_dir / layout.RESERVE, "wb") as handle:
+            handle.write(bytes(RESERVE_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _free_reserve(self) -> None:
+        try:
+            (self.out_dir / layout.RESERVE).unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def _remove_files(self) -> None:
+        """Undo a start that failed: the (empty) files it made, so the folder can be used
+        once the problem is fixed (the folder was checked to hold none of them)."""
+        if self._lock is None:
+            return  # not ours: another recorder's, or never checked
+        for name in (*layout.FILES, layout.RESERVE):
+            try:
+                (self.out_dir / name).unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def _open_lsl(self) -> None:
         from app.session.lsl import LslUnavailable, MarkerInlet, MarkerOutlet
@@ -563,6 +594,7 @@ class SessionRecorder:
 
     # -- the end -------------------------------------------------------------------------
     def _finish(self) -> None:
+        self._free_reserve()
         if self._stop_reason is not None:
             self._status = layout.STOPPED
         else:
@@ -590,6 +622,7 @@ class SessionRecorder:
         self._status = layout.STOPPED
         self._say(message)
         self._close_quietly()
+        self._free_reserve()  # room for the final session.json, on a full disk too
         try:
             self._write_session_json()
         except OSError:

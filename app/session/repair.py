@@ -49,6 +49,7 @@ def repair(folder: str | Path, force: bool = False) -> list[str]:
 
 
 def _repair(folder: Path, info: dict, force: bool) -> list[str]:
+    (folder / layout.RESERVE).unlink(missing_ok=True)  # a killed recorder's spare disk
     if info.get("status") == layout.RECORDING and not force:
         newest = max(p.stat().st_mtime for p in folder.iterdir() if p.name != layout.LOCK)
         if time.time() - newest < STILL_WRITING_S:
@@ -106,8 +107,15 @@ def _repair(folder: Path, info: dict, force: bool) -> list[str]:
             _rewrite(folder / layout.FRAMES, layout.FRAME_COLUMNS, kept, ",")
             fixes.append(f"{layout.FRAMES}: dropped {len(frames) - len(kept)} row(s) of "
                          f"frames the video lost in the crash")
+    predictions = len(rows.get(layout.PREDICTIONS, []))
+    counted = (info.get("counts") or {}).get("predictions")
+    if info.get("status") != layout.RECORDING and counted is not None and counted != predictions:
+        # Stopped by a full disk: session.json counted rows that never reached it.
+        info["duration_s"] = round(predictions * step_s, 3)
+        info["counts"]["predictions"] = predictions
+        fixes.append(f"{layout.SESSION_JSON}: {predictions} predictions on disk, not "
+                     f"{counted} (duration_s {info['duration_s']:.2f} s)")
     if info.get("status") == layout.RECORDING:
-        predictions = len(rows.get(layout.PREDICTIONS, []))
         info["status"] = layout.INTERRUPTED
         info["duration_s"] = round(predictions * step_s, 3)
         info["counts"] = {"predictions": predictions,
