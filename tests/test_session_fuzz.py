@@ -142,7 +142,7 @@ def test_a_time_far_beyond_the_recording_is_refused(tmp_path):
     lines[10] = "1000000000" + lines[10][lines[10].index(","):]
     path.write_text("\n".join(lines) + "\n")
     err = one_line_error(folder, tmp_path / "out")
-    assert "predictions.csv: row 10: time_s 1000000000.0 is not within 0..86400" in err
+    assert "predictions.csv: row 10: time_s 1000000000.0 is not within 0..604800" in err
 
 
 def test_a_nul_in_a_marker_still_gives_valid_elan(tmp_path):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import signal
 import sys
 import threading
@@ -30,7 +29,7 @@ from pathlib import Path
 
 from app.analyze import DEFAULT_MODEL
 from app.pipeline import Engine
-from app.session import layout
+from app.session import layout, schema
 from app.session.recorder import RecorderError, SessionRecorder
 from app.sources import (AudioFileSource, CameraSource, MicrophoneSource, Pacing, SourceError,
                          VideoFileSource)
@@ -74,10 +73,13 @@ def parse_args(argv: list[str] | None):
                         help="Lab Streaming Layer: outlets 'Affect' and 'Markers', and record "
                              "other apps' Markers streams (needs the [lsl] extra)")
     args = parser.parse_args(argv)
-    if args.seconds is not None and args.seconds <= 0:
-        parser.error("--seconds must be positive")
-    if args.baseline is not None and not args.baseline > 0:
-        parser.error("--baseline must be a positive number of seconds")
+    longest = schema.MAX_SESSION_S  # what the readers accept
+    if args.seconds is not None and not 0 < args.seconds <= longest:  # NaN fails too
+        parser.error(f"--seconds must be a number of seconds above 0, at most {longest:g} "
+                     f"(got {args.seconds:g})")
+    if args.baseline is not None and not 0 < args.baseline <= longest:
+        parser.error(f"--baseline must be a positive number of seconds, at most {longest:g} "
+                     f"(got {args.baseline:g})")
     if args.baseline is not None and args.seconds is not None and args.baseline > args.seconds:
         parser.error("--baseline is longer than --seconds")
     return args

@@ -375,8 +375,8 @@ class SessionRecorder:
             self._finish()
         except (OSError, av.FFmpegError) as error:
             self._fail(error)
-        except Exception as error:  # a bug: still close every file
-            log.exception("recorder failed")
+        except Exception as error:  # a bug: still close every file, say it in one line
+            log.debug("recorder failed", exc_info=True)
             self._fail(error)
         finally:
             self._release_lock()
@@ -595,6 +595,10 @@ class SessionRecorder:
     # -- the end -------------------------------------------------------------------------
     def _finish(self) -> None:
         self._free_reserve()
+        failure = getattr(self.engine, "failure", None)
+        if failure and self._stop_reason is None and not self._reached_limit:
+            self._stop_reason = f"recording stopped at {self.recorded_s:.1f} s: {failure}"
+            self._say(self._stop_reason)
         if self._stop_reason is not None:
             self._status = layout.STOPPED
         else:

@@ -8,7 +8,7 @@ the file, the field (and the row) and the bound, e.g.
 ``session.json: rates.requested.predictions_hz must be bigger than or equal to 1 (found 0)``.
 
 The bounds are wide enough for any real recording and tight enough that no tampered or
-damaged file can make a reader run away (a day at most, 1-100 predictions a second, no
+damaged file can make a reader run away (a week at most, 1-100 predictions a second, no
 gap between predictions over a minute: exports stay proportional to what was recorded).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 from app.session import layout
 from app.session.layout import SessionFormatError
 
-MAX_SESSION_S = 24 * 3600.0  # the longest recording any reader accepts
+MAX_SESSION_S = 7 * 24 * 3600.0  # the longest recording any reader accepts (a week)
 MAX_GAP_S = 60.0  # the longest gap between two predictions (a minute dropped under load)
 MAX_JSON_BYTES = 10_000_000
 MAX_TEXT = 100_000

@@ -20,12 +20,14 @@ FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_p
 
 
 class VideoWriter:
-    """Frames (HxWx3 uint8 RGB, any size: odd sizes are cropped to even) at given times."""
+    """Frames (HxWx3 uint8 RGB, any size: odd sizes are cropped to even, 1 padded to 2)
+    at given times."""
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float = 30.0,
                  crf: int = 23, threads: int = 1) -> None:
         self.path = Path(path)
-        self.width, self.height = width - width % 2, height - height % 2
+        # H.264 in 4:2:0 needs even sizes: odd ones are cropped, a 1-pixel side padded to 2.
+        self.width, self.height = max(2, width - width % 2), max(2, height - height % 2)
         self._container = av.open(str(self.path), "w", format="mp4", options=FRAGMENTED)
         gop = max(1, round(fps))  # a keyframe, hence a fragment, about every second
         self._stream = self._container.add_stream(
