@@ -42,15 +42,18 @@ def with_spec(model, tmp_path, name, change) -> str:
     return path
 
 
-def one_pixel_video(path, seconds=3):
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=25)
-        video.width = video.height = 1
+def one_pixel_video(path, seconds=3, size=1, options=None):
+    """A real H.264 + AAC MP4: ``size`` x ``size`` grey noise and a tone."""
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options=options or {}) as out:
+        video = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        video.width = video.height = size
         video.pix_fmt = "yuv444p"
         sound = out.add_stream("aac", rate=16000)
         sound.layout = "mono"
         for i in range(25 * seconds):
-            frame = av.VideoFrame.from_ndarray(np.full((1, 1, 3), 128, np.uint8), format="rgb24")
+            pixels = rng.integers(0, 255, (size, size, 3), np.uint8)
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, 25)
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
@@ -144,3 +147,36 @@ def test_a_model_that_fails_makes_the_recording_say_so_and_exit_1(tiny_model_pat
     info = json.loads((out / layout.SESSION_JSON).read_text())
     assert info["status"] == layout.STOPPED and "the model failed" in info["stop_reason"]
     assert info["counts"]["predictions"] == 0
+
+
+def test_a_truncated_video_says_what_was_read(tiny_model_path, tmp_path):
+    """The first 30% of a fast-start MP4 (its header still says the full length)."""
+    whole = one_pixel_video(tmp_path / "whole.mp4", seconds=10, size=64,
+                            options={"movflags": "faststart"})
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[:int(len(data) * 0.3)])
+    out = tmp_path / "analysis"
+    result = subprocess.run([sys.executable, "-m", "app.cli", "analyze", str(cut), "--out",
+                             str(out), "--model", str(tiny_model_path), "--vad", "energy",
+                             "--no-progress"], cwd=PROJECT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    said = result.stdout + result.stderr
+    assert "cut.mp4: the file ended early: its audio stopped at" in said
+    assert "of the 10.0 s its header announces" in said
+    summary = json.loads((out / "cut" / "summary.json").read_text())
+    assert summary["duration_s"] < 5 and summary["duration_s"] == summary["steps"] * 0.04
+    assert "ended early" in summary["ended_early"]
+    whole_out = tmp_path / "whole-analysis"
+    assert subprocess.run([sys.executable, "-m", "app.cli", "analyze", str(whole), "--out",
+                           str(whole_out), "--model", str(tiny_model_path), "--vad", "energy",
+                           "--no-progress"], cwd=PROJECT, capture_output=True,
+                          timeout=120).returncode == 0
+    assert json.loads((whole_out / "whole" / "summary.json").read_text())["ended_early"] is None
+
+    recorded = record("--out", tmp_path / "s", "--video", cut, "--fast", "--vad", "energy",
+                      "--model", tiny_model_path)
+    assert recorded.returncode == 0 and "the file ended early" in recorded.stderr
+    events = (tmp_path / "s" / layout.EVENTS).read_text()
+    assert "fault\taudio file cut.mp4: the file ended early" in events
