@@ -142,6 +142,7 @@ class SessionRecorder:
         self._markers_pushed = 0
         self._lsl_streams: list[str] = []
         self._lock = None  # the folder's OS lock, held from start until every file is closed
+        self._anchored = False  # session.json holds start.monotonic_s (time 0 is known)
 
     # -- the interface the GUI and `affect-monitor record` use -------------------------------
     def start(self) -> None:
@@ -355,6 +356,9 @@ class SessionRecorder:
                 batch = ([first] if first is not None else []) + self._predictions.drain()
                 self._write_batch(batch)
                 self._check_devices()
+                if not self._anchored and self.origin_monotonic is not None:
+                    self._write_session_json()  # time 0's anchor, at once: a crash keeps it
+                    self._anchored = True
                 now = time.monotonic()
                 if now - last_flush >= layout.FLUSH_S:
                     self._flush(sync=now - last_sync >= SYNC_EVERY_S)
