@@ -24,6 +24,12 @@ live source's thread ended (``Source.ended``) while the engine went on stepping 
 engine being stopped ends its sources too, but takes no step after that). The source's
 last fault message says why.
 
+One recording per folder: an exclusive OS lock (``layout.lock_folder``) is taken before
+the folder is looked at and held until the last file is closed (the OS drops it if the
+process dies). ``RESERVE_BYTES`` of the disk are kept while recording and given back at
+the end, or when the disk fills up, so the final session.json (status, stop reason) is
+always written. A model that fails ends the recording as "stopped", saying so.
+
 Baseline: ``baseline_s=N`` (``affect-monitor record --baseline N``) takes the first N
 seconds as the neutral baseline; ``record_baseline(seconds, onset_s)`` takes any span
 (a later call replaces an earlier baseline; both stay in events.tsv). Once the span is
