@@ -76,6 +76,7 @@ from app.session.wav import WavWriter
 log = logging.getLogger(__name__)
 
 JSON_EVERY_S = 5.0  # session.json (counters) is rewritten this often while recording
+CATCH_UP_S = 10.0  # how long stop() waits for the engine to predict what was captured
 RESERVE_BYTES = 256 * 1024  # disk kept for the last session.json (about 5 kB) and closing
 SYNC_EVERY_S = 10.0  # fsync: survive a power cut, not only a crash, losing <= this
 _ENGINE_SOURCES = ("model", "engine")
@@ -232,7 +233,18 @@ class SessionRecorder:
         return engine.clock.start + engine.audio.offset_s + self._t0_sample / self.rate
 
     def stop(self, timeout: float = 30.0) -> dict:
-        """Write what is queued, close every file, return the final session.json."""
+        """End the recording as a time limit reached now would: the predictions for all
+        the audio captured until now are awaited (``CATCH_UP_S`` at most, while the engine
+        runs: a loaded machine may run behind), written with the audio and video up to
+        the same time; every file closed. Returns the final session.json."""
+        if self.running and self.engine.running:
+            captured_s = (self.engine.ring.written - self._t0_sample) / self.rate
+            limit = self.duration_s
+            # One float assignment: the recorder thread sees the old or the new limit.
+            self.duration_s = captured_s if limit is None else min(limit, captured_s)
+            deadline = time.monotonic() + CATCH_UP_S
+            while self.running and self.engine.running and time.monotonic() < deadline:
+                self._thread.join(0.05)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
