@@ -26,7 +26,7 @@ from app.pipeline import StepPreparer
 from app.sources.base import Frame
 from app.vad import VoiceDetector, load_voice_detector
 from models.faces import FaceTracker
-from models.media import MediaError, iter_audio, probe, read_video_frames
+from models.media import MediaError, ended_early, iter_audio, probe, read_video_frames
 from models.runtime import AffectSession
 from models.spec import SAMPLE_RATE, WINDOW_SAMPLES
 
@@ -49,6 +49,7 @@ class FileAnalysis:
     voice_active: np.ndarray
     duration_s: float
     seconds_taken: float
+    ended_early: str | None = None  # the file stopped before its header's duration
 
     @property
     def steps(self) -> int:
@@ -123,19 +124,25 @@ def analyze_file(path: str | Path, session: AffectSession, *,
             state = _run_chunk(session, audio, faces, mask, filled, state, outputs)
             if on_steps:
                 on_steps(filled)
+        steps = len(found)
+        early = [ended_early(sound, "audio", steps * WINDOW_SAMPLES / SAMPLE_RATE)
+                 if sound.has_audio else None,
+                 ended_early(info, "video", frames.last_s)
+                 if frames is not None and frames.exhausted else None]
     finally:
         if frames is not None:
             frames.close()
         if own_tracker:
             tracker.close()
     values = np.concatenate(outputs) if outputs else np.zeros((0, 2), np.float32)
-    steps = len(found)
+    early = next((note for note in early if note), None)
+    duration_s = sound.duration_s if sound.duration_s is not None else steps * 0.04
     return FileAnalysis(
         path=path, time_s=np.arange(steps) * WINDOW_SAMPLES / SAMPLE_RATE,
         arousal=values[:, 0], valence=values[:, 1], face_found=np.array(found, bool),
         face_score=np.array(score, np.float32), voice_active=np.array(voice, bool),
-        duration_s=sound.duration_s if sound.duration_s is not None else steps * 0.04,
-        seconds_taken=time.monotonic() - started)
+        duration_s=steps * 0.04 if early else duration_s,  # what was read, when cut short
+        seconds_taken=time.monotonic() - started, ended_early=early)
 
 
 def _run_chunk(session, audio, faces, mask, filled, state, outputs):
@@ -171,10 +178,17 @@ class _FrameWindow:
         self._decoded = decoded
         self._frames: list[Frame] = []
         self._next = next(decoded, None)
+        self.last_s = 0.0  # time of the last frame read
+
+    @property
+    def exhausted(self) -> bool:
+        """Every frame of the file has been read."""
+        return self._next is None
 
     def until(self, end_s: float) -> list[Frame]:
         while self._next is not None and self._next.time_s <= end_s:
             self._frames.append(Frame(self._next.index, self._next.time_s, self._next.rgb))
+            self.last_s = self._next.time_s
             self._next = next(self._decoded, None)
         self._frames = [f for f in self._frames if f.time_s >= end_s - _KEEP_FRAMES_S]
         return self._frames
@@ -203,6 +217,7 @@ def summarise(result: FileAnalysis, session: AffectSession, model_sha256: str,
     return {
         "input": str(result.path),
         "duration_s": round(result.duration_s, 3),
+        "ended_early": result.ended_early,
         "steps": result.steps,
         "step_s": 0.04,
         **describe("arousal", result.arousal),

@@ -204,6 +204,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._steps = self._dropped = self._no_face = 0
         self._bad_audio_reported = False
+        self.failure: str | None = None  # why the inference thread ended by an error
 
     # -- subscribers -------------------------------------------------------------------
     def subscribe(self, maxsize: int = 256) -> Subscription[Prediction]:
@@ -263,6 +264,13 @@ class Engine:
     def _run(self) -> None:
         try:
             self._loop()
+        except Exception as error:  # the model (or a step) failed: end as a stop, say why
+            first = (str(error).strip().splitlines() or [""])[0][:300]
+            self.failure = (f"the model failed after {self._steps} steps "
+                            f"({type(error).__name__}: {first})")
+            log.error("%s", self.failure)
+            log.debug("inference failed", exc_info=True)
+            self._report("engine", self.failure)
         finally:
             self._stop_sources()
             self._report("engine", f"stopped after {self._steps} steps")

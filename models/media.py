@@ -8,6 +8,7 @@ describe the same instant: that is what A/V alignment relies on.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,6 +24,9 @@ MAX_FRAME_AGE_S = 0.120  # a frame further than this from a step's centre means 
 # Decoded audio is handed on in chunks of about this many output samples (1 s at 16 kHz)
 # so long files never need a second full-length copy while streaming.
 _CHUNK_SAMPLES = 16_000
+
+
+log = logging.getLogger(__name__)
 
 
 class MediaError(ValueError):
@@ -41,6 +45,23 @@ class MediaInfo:
     size: tuple[int, int] | None  # (width, height) of the video; None without video
     audio_rate: int | None  # native sample rate of the audio; None without audio
     audio_channels: int | None
+    # Each stream's own duration from the headers (None: not stated), to tell a file that
+    # ends early (truncated, damaged) from one whose sound is simply shorter than its picture.
+    audio_duration_s: float | None = None
+    video_duration_s: float | None = None
+
+
+ENDED_EARLY_S = 1.0  # a stream that stops this much before its stated duration ended early
+
+
+def ended_early(info: MediaInfo, kind: str, read_s: float) -> str | None:
+    """A sentence when the ``kind`` ("audio"/"video") stream stopped at ``read_s`` though
+    its header announces more (a truncated or damaged file); None when it is whole."""
+    stated = info.audio_duration_s if kind == "audio" else info.video_duration_s
+    if stated is None or read_s >= stated - ENDED_EARLY_S:
+        return None
+    return (f"the file ended early: its {kind} stopped at {read_s:.1f} s of the "
+            f"{stated:.1f} s its header announces (truncated or damaged?)")
 
 
 @dataclass(frozen=True)
@@ -104,7 +125,15 @@ def probe(path: str | Path) -> MediaInfo:
             size=(video.codec_context.width, video.codec_context.height) if video else None,
             audio_rate=audio.rate if audio is not None else None,
             audio_channels=audio.channels if audio is not None else None,
+            audio_duration_s=_stream_duration(audio),
+            video_duration_s=_stream_duration(video),
         )
+
+
+def _stream_duration(stream) -> float | None:
+    if stream is None or stream.duration is None or not stream.time_base:
+        return None
+    return float(stream.duration * stream.time_base)
 
 
 def iter_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
@@ -150,7 +179,12 @@ def iter_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Iterator[np.
                 for out in resampler.resample(None):
                     pending.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
         except av.FFmpegError as error:
-            raise MediaError(f"{path}: audio cannot be decoded ({_reason(error)})") from None
+            if not started:
+                raise MediaError(f"{path}: audio cannot be decoded ({_reason(error)})") from None
+            # A file cut short (truncated, damaged tail): keep what decoded; the caller
+            # compares it with the stated duration (``ended_early``) and says so.
+            log.warning("%s: audio decoding stopped (%s); keeping what was read",
+                        path.name, _reason(error))
         if not started:
             raise MediaError(f"{path}: audio stream holds no decodable sound")
         if pending:
@@ -196,7 +230,10 @@ def read_video_frames(path: str | Path) -> Iterator[VideoFrame]:
                     time_s += period
                 yield VideoFrame(index=index, time_s=time_s, rgb=to_rgb(frame))
         except av.FFmpegError as error:
-            raise MediaError(f"{path}: video cannot be decoded ({_reason(error)})") from None
+            if time_s < 0:  # not a single frame
+                raise MediaError(f"{path}: video cannot be decoded ({_reason(error)})") from None
+            log.warning("%s: video decoding stopped at %.2f s (%s); keeping what was read",
+                        path.name, time_s, _reason(error))
     finally:
         container.close()
 

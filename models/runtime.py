@@ -90,7 +90,38 @@ def _spec_of(session, path) -> ModelSpec:
         raise ModelLoadError(
             f"{path}: graph has inputs {graph_inputs} and outputs {graph_outputs}, but its "
             f"spec promises {spec.input_names} -> {spec.output_names}")
+    check_graph_inputs(session, spec, path)
     return spec
+
+
+def expected_input_shapes(spec: ModelSpec) -> dict[str, tuple]:
+    """Each graph input's shape as the spec describes it; None: any size (batch, steps)."""
+    layers, hidden = spec.state_shape
+    return {"audio": (None, None, spec.window_samples),
+            "face": (None, None, *spec.face_shape),
+            "face_mask": (None, None),
+            "h": (layers, None, hidden),
+            "c": (layers, None, hidden)}
+
+
+def check_graph_inputs(session, spec: ModelSpec, path) -> None:
+    """ModelLoadError when the graph's inputs disagree with the spec (rank, a fixed size or
+    the element type): caught when the model is opened, not as an ONNX Runtime error on
+    the first step. Inputs the spec does not describe are left to the graph."""
+    expected = expected_input_shapes(spec)
+    for graph_input in session.get_inputs():
+        want = expected.get(graph_input.name)
+        if want is None:
+            continue
+        have = tuple(graph_input.shape)
+        wrong = graph_input.type != "tensor(float)" or len(have) != len(want) or any(
+            w is not None and isinstance(h, int) and h != w for h, w in zip(have, want))
+        if wrong:
+            shown = [w if w is not None else "any" for w in want]
+            raise ModelLoadError(
+                f"{path}: the graph's input {graph_input.name!r} is {graph_input.type} "
+                f"{list(have)}, but its spec describes float {shown}; the spec does not "
+                "belong to this graph (re-export the model with affect-export)")
 
 
 class AffectSession:

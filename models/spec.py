@@ -115,6 +115,13 @@ class ModelSpec:
     def validate(self) -> None:
         """Raise SpecError when the spec contradicts the fixed contract."""
         problems = []
+        sizes = {"lstm_layers": (self.lstm_layers, 64), "lstm_hidden": (self.lstm_hidden, 65_536),
+                 "face size": (self.face.size, 512), "face channels": (self.face.channels, 3)}
+        wrong = [f"{name} {value!r}" for name, (value, most) in sizes.items()
+                 if type(value) is not int or not 1 <= value <= most]  # bool is no size
+        if wrong:  # checked first: the state is allocated from these sizes
+            raise SpecError("model spec is inconsistent: " + ", ".join(wrong) +
+                            " must be whole numbers within bounds")
         if self.sample_rate != SAMPLE_RATE:
             problems.append(f"sample_rate {self.sample_rate} != {SAMPLE_RATE}")
         if self.window_samples != WINDOW_SAMPLES:

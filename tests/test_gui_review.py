@@ -142,7 +142,13 @@ def test_a_folder_that_is_not_a_session_gives_a_message(qtbot, tmp_path):
     (tmp_path / layout.SESSION_JSON).write_text("{ not json")
     assert window.open_review(tmp_path) is None
     assert "unreadable" in window.error_box.text()
-    (tmp_path / layout.SESSION_JSON).write_text(json.dumps({"format": layout.FORMAT_NAME}))
+    info = {"format": layout.FORMAT_NAME}
+    (tmp_path / layout.SESSION_JSON).write_text(json.dumps(info))
+    assert window.open_review(tmp_path) is None
+    assert "session.json: the file must contain" in window.error_box.text()
+    info.update(format_version=1, status="complete",
+                rates={"requested": {"predictions_hz": 25.0}})
+    (tmp_path / layout.SESSION_JSON).write_text(json.dumps(info))
     (tmp_path / layout.PREDICTIONS).write_text("time_s,arousal,valence\n0.0,x,0.1\n")
     assert window.open_review(tmp_path) is None
     assert "predictions.csv" in window.error_box.text()

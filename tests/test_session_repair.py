@@ -48,7 +48,10 @@ def test_killed_recording_is_readable_and_repair_makes_it_whole(long_clip, tiny_
     frames_before, decodes = count_frames(out / layout.VIDEO)
     assert decodes and frames_before >= 25
     assert abs(audio_before - rows_before * 0.04) <= 1.0  # at most a second behind
-    assert json.loads((out / layout.SESSION_JSON).read_text())["status"] == layout.RECORDING
+    killed = json.loads((out / layout.SESSION_JSON).read_text())
+    assert killed["status"] == layout.RECORDING
+    # time 0's anchor is written as soon as it is known, not at the first 5 s update
+    assert killed["start"]["monotonic_s"] is not None
     assert check(out)
 
     time.sleep(3.0)  # repair refuses folders written in the last seconds (still recording?)

@@ -17,10 +17,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from PySide6.QtCore import QRegularExpression
+from PySide6.QtGui import QRegularExpressionValidator
 from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
                                QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
                                QPlainTextEdit, QPushButton, QWidget)
 
+from app.session.layout import safe_label
 from app.session.lsl import lsl_not_installed
 
 MAX_BASELINE_S = 600.0
@@ -47,8 +50,16 @@ class RecordDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Record a session")
         form = QFormLayout(self)
+        # Ids name the session folder (sub-<id>_ses-<id>): BIDS labels, letters and digits
+        # only, so no id can lead outside "Save under". The validator stops typing; out_dir()
+        # and metadata() clean what reached the fields otherwise (pasted, set by code).
+        label = QRegularExpressionValidator(QRegularExpression("[A-Za-z0-9]*"), self)
         self.participant = QLineEdit()
-        self.session = QLineEdit(datetime.now().strftime("%Y%m%d-%H%M%S"))
+        self.participant.setValidator(label)
+        self.session = QLineEdit(datetime.now().strftime("%Y%m%d%H%M%S"))
+        self.session.setValidator(label)
+        for field in (self.participant, self.session):
+            field.setToolTip("letters and digits only (a BIDS label)")
         self.condition = QLineEdit()
         self.notes = QPlainTextEdit()
         self.notes.setFixedHeight(70)
@@ -90,8 +101,8 @@ class RecordDialog(QDialog):
             self.folder.setText(folder)
 
     def metadata(self) -> dict:
-        return {"participant_id": self.participant.text().strip(),
-                "session_id": self.session.text().strip(),
+        return {"participant_id": safe_label(self.participant.text()),
+                "session_id": safe_label(self.session.text()),
                 "condition": self.condition.text().strip(),
                 "notes": self.notes.toPlainText().strip(),
                 "operator": getpass.getuser(),
@@ -105,8 +116,9 @@ class RecordDialog(QDialog):
 
     def out_dir(self) -> Path:
         meta = self.metadata()
-        name = "_".join(p for p in (f"sub-{meta['participant_id']}" if meta["participant_id"]
-                                    else "", f"ses-{meta['session_id']}") if p)
+        parts = [f"sub-{meta['participant_id']}" if meta["participant_id"] else "",
+                 f"ses-{meta['session_id']}" if meta["session_id"] else ""]
+        name = "_".join(p for p in parts if p) or datetime.now().strftime("ses-%Y%m%d%H%M%S")
         return Path(self.folder.text()).expanduser() / name
 
 

@@ -27,7 +27,6 @@ import csv
 import gzip
 import json
 import math
-import re
 import sys
 from pathlib import Path
 
@@ -105,8 +104,7 @@ BC_COLUMNS = ("arousal_bc", "valence_bc")
 
 
 def _label(value, fallback: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9]", "", str(value or ""))
-    return cleaned or fallback
+    return layout.safe_label(value) or fallback
 
 
 def export_bids(session: Session, out: Path) -> Path:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import unicodedata
 from pathlib import Path
 
 SESSION_JSON = "session.json"
@@ -32,6 +34,9 @@ EVENTS = "events.tsv"
 AUDIO = "audio.wav"
 VIDEO = "video.mp4"
 FRAMES = "frames.csv"
+FILES = (SESSION_JSON, PREDICTIONS, RATINGS, EVENTS, AUDIO, VIDEO, FRAMES)
+LOCK = ".affect-monitor.lock"  # an OS lock: held while a process records into or repairs
+RESERVE = ".affect-monitor.reserve"  # disk kept while recording, for the last session.json
 
 FORMAT_NAME = "affect-monitor-session"
 FORMAT_VERSION = 1
@@ -57,6 +62,39 @@ class SessionFormatError(ValueError):
     """A folder is not a session folder, or a file in it cannot be read."""
 
 
+class FolderBusy(RuntimeError):
+    """Another process holds the folder's lock (it is recording into it, or repairing it)."""
+
+
+def lock_folder(folder: Path):
+    """Take the folder's exclusive OS lock (``filelock``: flock on POSIX, LockFileEx on
+    Windows) without waiting; release it with ``.release()``. The OS drops it when the
+    process dies, so a crash never leaves a folder locked. FolderBusy if it is held."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(Path(folder) / LOCK, timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FolderBusy(f"{folder} is in use by another affect-monitor process (recording "
+                         "or repair); wait for it to finish or choose another folder") from None
+    return lock
+
+
+def safe_label(text) -> str:
+    """``text`` as a BIDS label: ASCII letters and digits only, so an id typed by a user can
+    name a folder or file (``sub-<label>``) and never reach outside it (no ``/``, ``..``)."""
+    return re.sub(r"[^A-Za-z0-9]", "", str(text or ""))
+
+
+def clean_text(text) -> str:
+    """One line without tabs or control characters (a NUL is not allowed in XML, so it
+    would make ELAN's .eaf unreadable), fit for a TSV cell and a one-channel marker."""
+    text = "".join(c for c in str(text) if unicodedata.category(c) not in ("Cc", "Cs")
+                   or c in "\t\n\r")
+    return " ".join(text.replace("\ufffe", "").replace("\uffff", "").split())
+
+
 def prediction_row(time_s: float, arousal: float, valence: float, face_found: bool,
                    face_score: float, voice_active: bool, latency_ms: float) -> tuple:
     """One predictions.csv row, formatted as ``app.analyze.write_predictions`` does."""
@@ -67,24 +105,28 @@ def prediction_row(time_s: float, arousal: float, valence: float, face_found: bo
 def write_json_atomic(path: Path, data: dict) -> None:
     """Replace ``path`` in one step: a crash leaves the old or the new file, never half."""
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w") as handle:
-        handle.write(json.dumps(data, indent=1, default=str) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w") as handle:
+            handle.write(json.dumps(data, indent=1, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # a full disk leaves no half-written .tmp behind
+        raise
 
 
 def read_session_json(folder: Path) -> dict:
+    """session.json, validated against ``app.session.schema`` (SessionFormatError)."""
+    from app.session.schema import parse_session_json
+
     path = Path(folder) / SESSION_JSON
     if not path.is_file():
         raise SessionFormatError(f"{folder}: not a session folder (no {SESSION_JSON})")
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise SessionFormatError(f"{path}: unreadable ({error})") from None
-    if data.get("format") != FORMAT_NAME:
-        raise SessionFormatError(f"{path}: not an affect-monitor session file")
-    return data
+        return parse_session_json(path)
+    except OSError as error:
+        raise SessionFormatError(f"{path}: cannot be read ({error.strerror})") from None
 
 
 def read_table(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
@@ -96,4 +138,7 @@ def read_table(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
     text = path.read_text(errors="replace")
     if text and not text.endswith("\n"):
         text = text[:text.rfind("\n") + 1]  # the row being written when it stopped
-    return list(csv.DictReader(text.splitlines(), delimiter=delimiter))
+    try:
+        return list(csv.DictReader(text.split("\n")[:-1], delimiter=delimiter))
+    except csv.Error as error:  # e.g. a field over csv's size limit: not our writing
+        raise SessionFormatError(f"{path}: not a table this app wrote ({error})") from None

@@ -110,8 +110,11 @@ def marker_text(trial_type: str, value: str = "") -> str:
 
 
 def clean(text: str) -> str:
-    """One line without tabs, fit for a TSV cell and a one-channel marker."""
-    return " ".join(str(text).split())
+    """One line without tabs or control characters, fit for a TSV cell and a one-channel
+    marker (``app.session.layout.clean_text``)."""
+    from app.session.layout import clean_text
+
+    return clean_text(text)
 
 
 class AffectOutlet:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.session import layout
+from app.session import layout, schema
 from app.session.layout import SessionFormatError
 
 
@@ -52,39 +52,30 @@ class RecordedSession:
                 self.valence - float(baseline["valence"]["mean"]))
 
 
-def _column(rows: list[dict], name: str, path: Path) -> np.ndarray:
-    try:
-        return np.array([float(row[name]) for row in rows], np.float64)
-    except (KeyError, TypeError, ValueError) as error:
-        raise SessionFormatError(f"{path}: column {name!r} is missing or not numeric "
-                                 f"({error})") from None
-
-
 def read_session(folder: str | Path) -> RecordedSession:
     """Read a session folder; SessionFormatError with a message when it is not one."""
     folder = Path(folder)
     if not folder.is_dir():
         raise SessionFormatError(f"{folder}: not a folder")
     info = layout.read_session_json(folder)
+    step_s = 1.0 / info["rates"]["requested"]["predictions_hz"]
     try:
         path = folder / layout.PREDICTIONS
         rows = layout.read_table(path)
-        predictions = {name: _column(rows, name, path) for name in
-                       ("time_s", "arousal", "valence", "face_found", "face_score",
-                        "voice_active")}
+        predictions = {name: schema.column(path, rows, name) for name in
+                       ("arousal", "valence", "face_found", "face_score", "voice_active")}
+        predictions["time_s"] = schema.prediction_times(path, rows, step_s)
         path = folder / layout.RATINGS
         rows = layout.read_table(path)
-        ratings = {name: _column(rows, name, path) for name in ("time_s", "arousal", "valence")}
+        ratings = {name: schema.column(path, rows, name) for name in ("time_s", "arousal", "valence")}
         path = folder / layout.EVENTS
         events = layout.read_table(path, "\t")
-        for row in events:
-            try:
-                float(row["onset"])
-            except (KeyError, TypeError, ValueError):
-                raise SessionFormatError(f"{path}: an onset is missing or not numeric") from None
+        onsets = schema.column(path, events, "onset")
+        schema.column(path, events, "duration")
     except OSError as error:
         raise SessionFormatError(f"{folder}: cannot be read ({error})") from None
-    events.sort(key=lambda row: float(row["onset"]))
+    events = [{name: layout.clean_text(events[i].get(name) or "")
+               for name in layout.EVENT_COLUMNS} for i in np.argsort(onsets, kind="stable")]
     return RecordedSession(
         folder, info, predictions["time_s"], predictions["arousal"], predictions["valence"],
         predictions["face_found"] > 0, predictions["face_score"], predictions["voice_active"] > 0,

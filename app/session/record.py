@@ -23,10 +23,13 @@ import argparse
 import logging
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 from app.analyze import DEFAULT_MODEL
 from app.pipeline import Engine
+from app.session import layout, schema
 from app.session.recorder import RecorderError, SessionRecorder
 from app.sources import (AudioFileSource, CameraSource, MicrophoneSource, Pacing, SourceError,
                          VideoFileSource)
@@ -52,10 +55,10 @@ def parse_args(argv: list[str] | None):
                         help="stop after N seconds (default: until Ctrl+C or the files end)")
     parser.add_argument("--no-media", action="store_true",
                         help="keep no video or audio: predictions, ratings and events only")
-    parser.add_argument("--participant", default="", metavar="ID",
-                        help="participant id for session.json (BIDS export: sub-ID)")
-    parser.add_argument("--session", default="", metavar="ID",
-                        help="session id for session.json (BIDS export: ses-ID)")
+    parser.add_argument("--participant", default="", metavar="ID", type=_label,
+                        help="participant id, letters and digits (a BIDS label: sub-ID)")
+    parser.add_argument("--session", default="", metavar="ID", type=_label,
+                        help="session id, letters and digits (a BIDS label: ses-ID)")
     parser.add_argument("--condition", default="", metavar="C",
                         help="experimental condition, kept in session.json")
     parser.add_argument("--notes", default="", metavar="TEXT",
@@ -73,13 +76,24 @@ def parse_args(argv: list[str] | None):
                         help="Lab Streaming Layer: outlets 'Affect' and 'Markers', and record "
                              "other apps' Markers streams (needs the [lsl] extra)")
     args = parser.parse_args(argv)
-    if args.seconds is not None and args.seconds <= 0:
-        parser.error("--seconds must be positive")
-    if args.baseline is not None and not args.baseline > 0:
-        parser.error("--baseline must be a positive number of seconds")
+    longest = schema.MAX_SESSION_S  # what the readers accept
+    if args.seconds is not None and not 0 < args.seconds <= longest:  # NaN fails too
+        parser.error(f"--seconds must be a number of seconds above 0, at most {longest:g} "
+                     f"(got {args.seconds:g})")
+    if args.baseline is not None and not 0 < args.baseline <= longest:
+        parser.error(f"--baseline must be a positive number of seconds, at most {longest:g} "
+                     f"(got {args.baseline:g})")
     if args.baseline is not None and args.seconds is not None and args.baseline > args.seconds:
         parser.error("--baseline is longer than --seconds")
     return args
+
+
+def _label(text: str) -> str:
+    """An id as given, if it is a BIDS label (the exports name files ``sub-<id>``)."""
+    if text != layout.safe_label(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a label: use letters and digits only (e.g. P01)")
+    return text
 
 
 def build_sources(args):
@@ -103,8 +117,41 @@ def build_sources(args):
     return audio, video
 
 
+class PoliteStop:
+    """Ctrl+C (SIGINT) and SIGTERM only set a flag, which the main loop reads, so a polite
+    stop ends the recording exactly as the time limit does (every row written, session.json
+    final, exit 0). The handler must not raise: a KeyboardInterrupt landing inside
+    ``Thread.join`` can mark the writer thread finished while it still runs (Python 3.11),
+    and the daemon writer then dies with the process before its last rows and session.json."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False  # a plain flag: Event.set() in a handler can deadlock
+        self._previous: dict = {}
+
+    def __enter__(self) -> "PoliteStop":
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may handle signals (a caller's own thread)
+        for number in self.SIGNALS:
+            self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True  # nothing else here: no locks, no I/O in a signal handler
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    with PoliteStop() as polite:
+        return _record(args, argv, polite)
+
+
+def _record(args, argv, polite: PoliteStop) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     say = lambda text: print(f"affect-monitor record: {text}", file=sys.stderr)  # noqa: E731
     if args.model == DEFAULT_MODEL and not DEFAULT_MODEL.is_file():
@@ -128,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     metadata = {"participant_id": args.participant, "session_id": args.session,
                 "condition": args.condition, "notes": args.notes,
                 "command": "affect-monitor record " + " ".join(argv or sys.argv[1:])}
+    if polite.requested:
+        say("stopped before the recording began; nothing was recorded")
+        return 0
     recorder = SessionRecorder(args.out, metadata, engine, store_media=not args.no_media,
                                duration_s=args.seconds, baseline_s=args.baseline,
                                lsl=args.lsl)
@@ -159,15 +209,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"baseline: the first {args.baseline:g} s (keep the participant neutral)",
               file=sys.stderr, flush=True)
     print(f"recording into {args.out} (Ctrl+C to stop)", file=sys.stderr, flush=True)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    while not polite.requested and recorder.running:
+        time.sleep(0.1)
+    if polite.requested:
+        print("stopping...", file=sys.stderr, flush=True)
     try:
-        while not recorder.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        print("stopping...", file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    info = recorder.stop()
+        info = recorder.stop()
+    except RecorderError as error:  # the disk stopped answering; what reached it stays
+        engine.stop()
+        say(str(error))
+        return 1
     engine.stop()
     if affect is not None:
         affect.stop()
@@ -190,10 +241,6 @@ def main(argv: list[str] | None = None) -> int:
         say(recorder.error)
         return 1
     return 0
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -24,6 +24,12 @@ live source's thread ended (``Source.ended``) while the engine went on stepping 
 engine being stopped ends its sources too, but takes no step after that). The source's
 last fault message says why.
 
+One recording per folder: an exclusive OS lock (``layout.lock_folder``) is taken before
+the folder is looked at and held until the last file is closed (the OS drops it if the
+process dies). ``RESERVE_BYTES`` of the disk are kept while recording and given back at
+the end, or when the disk fills up, so the final session.json (status, stop reason) is
+always written. A model that fails ends the recording as "stopped", saying so.
+
 Baseline: ``baseline_s=N`` (``affect-monitor record --baseline N``) takes the first N
 seconds as the neutral baseline; ``record_baseline(seconds, onset_s)`` takes any span
 (a later call replaces an earlier baseline; both stay in events.tsv). Once the span is
@@ -45,6 +51,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import os
 import platform
 import threading
 import time
@@ -69,6 +76,8 @@ from app.session.wav import WavWriter
 log = logging.getLogger(__name__)
 
 JSON_EVERY_S = 5.0  # session.json (counters) is rewritten this often while recording
+CATCH_UP_S = 10.0  # how long stop() waits for the engine to predict what was captured
+RESERVE_BYTES = 256 * 1024  # disk kept for the last session.json (about 5 kB) and closing
 SYNC_EVERY_S = 10.0  # fsync: survive a power cut, not only a crash, losing <= this
 _ENGINE_SOURCES = ("model", "engine")
 
@@ -139,6 +148,8 @@ class SessionRecorder:
         self._ratings_merged = 0
         self._markers_pushed = 0
         self._lsl_streams: list[str] = []
+        self._lock = None  # the folder's OS lock, held from start until every file is closed
+        self._anchored = False  # session.json holds start.monotonic_s (time 0 is known)
 
     # -- the interface the GUI and `affect-monitor record` use -------------------------------
     def start(self) -> None:
@@ -153,6 +164,17 @@ class SessionRecorder:
         self._open_folder()
         if self.lsl:
             self._open_lsl()
+        try:
+            self._begin()
+        except OSError as error:  # e.g. the disk is already full: session.json cannot be written
+            self._tap.detach()
+            self._close_lsl(drain=False)
+            self._close_quietly()
+            self._remove_files()
+            self._release_lock()
+            raise RecorderError(f"cannot record into {self.out_dir}: {_describe(error)}") from None
+
+    def _begin(self) -> None:
         self._stats0 = self.engine.stats()
         self._model_sha = sha256_of(self.engine.session.path)
         self._started_wall = time.monotonic()
@@ -167,6 +189,7 @@ class SessionRecorder:
         if self.baseline_s is not None:
             self._user.append(("baseline", self._t0_sample / self.rate, self.baseline_s))
         self._write_session_json()
+        self._hold_reserve()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self._thread.start()
 
@@ -210,7 +233,18 @@ class SessionRecorder:
         return engine.clock.start + engine.audio.offset_s + self._t0_sample / self.rate
 
     def stop(self, timeout: float = 30.0) -> dict:
-        """Write what is queued, close every file, return the final session.json."""
+        """End the recording as a time limit reached now would: the predictions for all
+        the audio captured until now are awaited (``CATCH_UP_S`` at most, while the engine
+        runs: a loaded machine may run behind), written with the audio and video up to
+        the same time; every file closed. Returns the final session.json."""
+        if self.running and self.engine.running:
+            captured_s = (self.engine.ring.written - self._t0_sample) / self.rate
+            limit = self.duration_s
+            # One float assignment: the recorder thread sees the old or the new limit.
+            self.duration_s = captured_s if limit is None else min(limit, captured_s)
+            deadline = time.monotonic() + CATCH_UP_S
+            while self.running and self.engine.running and time.monotonic() < deadline:
+                self._thread.join(0.05)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -244,7 +278,11 @@ class SessionRecorder:
         out = self.out_dir
         try:
             out.mkdir(parents=True, exist_ok=True)
-            if (out / layout.SESSION_JSON).exists():
+            # Lock first, then look: two recorders started at once cannot both see an
+            # empty folder. The lock is released when the last file is closed.
+            self._lock = layout.lock_folder(out)
+            if any((out / name).exists() for name in layout.FILES):
+                self._release_lock()
                 raise RecorderError(f"{out} already holds a recorded session; choose a new "
                                     "folder")
             tables = {
@@ -257,9 +295,39 @@ class SessionRecorder:
                 self._wav = WavWriter(out / layout.AUDIO, self.rate)
                 if self.engine.video is not None:
                     tables[layout.FRAMES] = RowWriter(out / layout.FRAMES, layout.FRAME_COLUMNS)
+        except layout.FolderBusy as error:
+            raise RecorderError(str(error)) from None
         except OSError as error:
             self._close_quietly()
+            self._remove_files()
+            self._release_lock()
             raise RecorderError(f"cannot record into {out}: {_describe(error)}") from None
+
+    def _hold_reserve(self) -> None:
+        """Keep ``RESERVE_BYTES`` of the disk (a file of zeros): when the disk fills up
+        mid-recording it is given back, so the final session.json (status, stop reason)
+        can still be written. No room for it at start: the disk is full (OSError)."""
+        with open(self.out_dir / layout.RESERVE, "wb") as handle:
+            handle.write(bytes(RESERVE_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def _free_reserve(self) -> None:
+        try:
+            (self.out_dir / layout.RESERVE).unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def _remove_files(self) -> None:
+        """Undo a start that failed: the (empty) files it made, so the folder can be used
+        once the problem is fixed (the folder was checked to hold none of them)."""
+        if self._lock is None:
+            return  # not ours: another recorder's, or never checked
+        for name in (*layout.FILES, layout.RESERVE):
+            try:
+                (self.out_dir / name).unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def _open_lsl(self) -> None:
         from app.session.lsl import LslUnavailable, MarkerInlet, MarkerOutlet
@@ -278,6 +346,7 @@ class SessionRecorder:
         except (LslUnavailable, RuntimeError, OSError) as error:
             self._close_lsl(drain=False)
             self._close_quietly()
+            self._release_lock()
             raise RecorderError(f"cannot open the LSL streams: {error}") from None
 
     def _lsl_marker(self, monotonic_s: float, text: str, stream: str) -> None:
@@ -305,6 +374,9 @@ class SessionRecorder:
                 batch = ([first] if first is not None else []) + self._predictions.drain()
                 self._write_batch(batch)
                 self._check_devices()
+                if not self._anchored and self.origin_monotonic is not None:
+                    self._write_session_json()  # time 0's anchor, at once: a crash keeps it
+                    self._anchored = True
                 now = time.monotonic()
                 if now - last_flush >= layout.FLUSH_S:
                     self._flush(sync=now - last_sync >= SYNC_EVERY_S)
@@ -325,9 +397,16 @@ class SessionRecorder:
             self._finish()
         except (OSError, av.FFmpegError) as error:
             self._fail(error)
-        except Exception as error:  # a bug: still close every file
-            log.exception("recorder failed")
+        except Exception as error:  # a bug: still close every file, say it in one line
+            log.debug("recorder failed", exc_info=True)
             self._fail(error)
+        finally:
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _write_batch(self, predictions: list[Prediction]) -> None:
         t0 = self._t0_sample / self.rate
@@ -537,6 +616,11 @@ class SessionRecorder:
 
     # -- the end -------------------------------------------------------------------------
     def _finish(self) -> None:
+        self._free_reserve()
+        failure = getattr(self.engine, "failure", None)
+        if failure and self._stop_reason is None and not self._reached_limit:
+            self._stop_reason = f"recording stopped at {self.recorded_s:.1f} s: {failure}"
+            self._say(self._stop_reason)
         if self._stop_reason is not None:
             self._status = layout.STOPPED
         else:
@@ -564,6 +648,7 @@ class SessionRecorder:
         self._status = layout.STOPPED
         self._say(message)
         self._close_quietly()
+        self._free_reserve()  # room for the final session.json, on a full disk too
         try:
             self._write_session_json()
         except OSError:

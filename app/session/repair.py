@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.session import layout
+from app.session import layout, schema
 from app.session.tables import rewrite_table, tidy_ratings
 from app.session.video import count_frames, salvage_video
 from app.session.wav import repair_wav
@@ -35,8 +35,23 @@ def repair(folder: str | Path, force: bool = False) -> list[str]:
     """Repair ``folder`` in place; the list of fixes (empty: nothing was wrong)."""
     folder = Path(folder)
     info = layout.read_session_json(folder)
+    try:
+        lock = layout.lock_folder(folder)  # a recorder holds it while it records
+    except layout.FolderBusy as error:
+        raise RepairError(str(error)) from None
+    except OSError:
+        lock = None  # a read-only folder: nothing can write it, repair says what it can't fix
+    try:
+        return _repair(folder, info, force)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _repair(folder: Path, info: dict, force: bool) -> list[str]:
+    (folder / layout.RESERVE).unlink(missing_ok=True)  # a killed recorder's spare disk
     if info.get("status") == layout.RECORDING and not force:
-        newest = max(p.stat().st_mtime for p in folder.iterdir())
+        newest = max(p.stat().st_mtime for p in folder.iterdir() if p.name != layout.LOCK)
         if time.time() - newest < STILL_WRITING_S:
             raise RepairError(f"{folder} was written {time.time() - newest:.1f} s ago and may "
                               "still be recording; stop it first (or pass --force)")
@@ -46,12 +61,19 @@ def repair(folder: str | Path, force: bool = False) -> list[str]:
               layout.EVENTS: (layout.EVENT_COLUMNS, "\t"),
               layout.FRAMES: (layout.FRAME_COLUMNS, ",")}
     rows: dict[str, list[dict]] = {}
+    step_s = 1.0 / info["rates"]["requested"]["predictions_hz"]
+    for name, (columns, delimiter) in tables.items():  # check all before changing any
+        path = folder / name
+        if path.exists():
+            rows[name] = layout.read_table(path, delimiter)
+            schema.check_table(path, rows[name])
+    if layout.PREDICTIONS in rows:
+        schema.prediction_times(folder / layout.PREDICTIONS, rows[layout.PREDICTIONS], step_s)
     for name, (columns, delimiter) in tables.items():
         path = folder / name
         if not path.exists():
             continue
         raw = path.read_bytes()
-        rows[name] = layout.read_table(path, delimiter)
         if raw and not raw.endswith(b"\n"):
             _rewrite(path, columns, rows[name], delimiter)
             fixes.append(f"{name}: dropped a torn last row ({len(rows[name])} rows kept)")
@@ -80,14 +102,20 @@ def repair(folder: str | Path, force: bool = False) -> list[str]:
         if fixed:
             fixes.append(fixed)
         frames = rows.get(layout.FRAMES, [])
-        kept = [r for r in frames if int(r["frame"]) < video_frames]
+        kept = [r for r in frames if float(r["frame"]) < video_frames]
         if len(kept) < len(frames):
             _rewrite(folder / layout.FRAMES, layout.FRAME_COLUMNS, kept, ",")
             fixes.append(f"{layout.FRAMES}: dropped {len(frames) - len(kept)} row(s) of "
                          f"frames the video lost in the crash")
+    predictions = len(rows.get(layout.PREDICTIONS, []))
+    counted = (info.get("counts") or {}).get("predictions")
+    if info.get("status") != layout.RECORDING and counted is not None and counted != predictions:
+        # Stopped by a full disk: session.json counted rows that never reached it.
+        info["duration_s"] = round(predictions * step_s, 3)
+        info["counts"]["predictions"] = predictions
+        fixes.append(f"{layout.SESSION_JSON}: {predictions} predictions on disk, not "
+                     f"{counted} (duration_s {info['duration_s']:.2f} s)")
     if info.get("status") == layout.RECORDING:
-        predictions = len(rows.get(layout.PREDICTIONS, []))
-        step_s = 1.0 / info["rates"]["requested"]["predictions_hz"]
         info["status"] = layout.INTERRUPTED
         info["duration_s"] = round(predictions * step_s, 3)
         info["counts"] = {"predictions": predictions,

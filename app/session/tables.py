@@ -42,13 +42,17 @@ def rewrite_table(path: Path, columns: Sequence[str], rows: Iterable[Sequence],
                   delimiter: str = ",") -> None:
     """Replace ``path`` in one step (sorting events, dropping a torn row)."""
     temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.writer(handle, delimiter=delimiter, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(rows)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.writer(handle, delimiter=delimiter, lineterminator="\n")
+            writer.writerow(columns)
+            writer.writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # a full disk leaves no 0-byte .tmp behind
+        raise
 
 
 def tidy_ratings(path: Path) -> int:

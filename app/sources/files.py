@@ -12,7 +12,7 @@ from pathlib import Path
 
 from app.sources.base import (AudioRing, AudioSource, FaultHandler, Frame, FrameBuffer,
                               Pacing, SessionClock, VideoSource)
-from models.media import MediaError, iter_audio, probe, read_video_frames
+from models.media import MediaError, ended_early, iter_audio, probe, read_video_frames
 
 BLOCK_SAMPLES = 320  # realtime pacing releases 20 ms at a time, like a sound card
 FAST_LEAD_S = 0.5  # how far ahead of the pipeline a fast video source may run
@@ -29,15 +29,17 @@ class AudioFileSource(AudioSource):
         info = probe(self.path)  # MediaError now, not on a thread later
         if not info.has_audio:
             raise MediaError(f"{self.path}: has no audio stream")
+        self._info = info
 
     def start(self, ring: AudioRing, clock: SessionClock, on_fault: FaultHandler) -> None:
         self._on_fault = on_fault
         self._run_thread(lambda: self._feed(ring, clock))
 
     def _feed(self, ring: AudioRing, clock: SessionClock) -> None:
-        written = 0
+        written = read = 0
         try:
             for chunk in iter_audio(self.path, self.sample_rate):
+                read += chunk.size
                 if self.pacing is Pacing.FAST:
                     if not ring.write_waiting(chunk, self._stop):
                         return
@@ -50,6 +52,9 @@ class AudioFileSource(AudioSource):
                         return
                     ring.write(block)
                     written += block.size
+            early = ended_early(self._info, "audio", read / self.sample_rate)
+            if early:
+                self.fault(early)
         except MediaError as error:
             self.fault(f"stopped reading audio: {error}")
 
@@ -65,6 +70,7 @@ class VideoFileSource(VideoSource):
         info = probe(self.path)
         if not info.has_video:
             raise MediaError(f"{self.path}: has no video stream")
+        self._info = info
         self._frames: FrameBuffer | None = None
 
     def start(self, frames: FrameBuffer, clock: SessionClock, on_fault: FaultHandler) -> None:
@@ -75,11 +81,13 @@ class VideoFileSource(VideoSource):
 
     def _feed(self, frames: FrameBuffer, clock: SessionClock) -> None:
         decoded = read_video_frames(self.path)
+        last_s = 0.0
         try:
             upcoming = next(decoded, None)
             frames.complete_until = upcoming.time_s if upcoming else math.inf
             while upcoming is not None:
                 frame = Frame(upcoming.index, upcoming.time_s, upcoming.rgb)
+                last_s = frame.time_s
                 if self.pacing is Pacing.FAST:
                     if not frames.put_waiting(frame, FAST_LEAD_S, self._stop):
                         return
@@ -90,6 +98,9 @@ class VideoFileSource(VideoSource):
                 upcoming = next(decoded, None)
                 # Every frame before the next one's time is now delivered.
                 frames.complete_until = upcoming.time_s if upcoming else math.inf
+            early = ended_early(self._info, "video", last_s)
+            if early:
+                self.fault(early)
         except MediaError as error:
             self.fault(f"stopped reading video: {error}")
         finally:

@@ -93,6 +93,8 @@ def run_study(files: list[StudyFile], out: Path, model: Path, *, workers: int = 
                 analysed.append(result.name)
                 bars.write(f"{result.name}: {result.steps} steps, {result.duration_s:.1f} s of "
                            f"media in {result.seconds_taken:.1f} s")
+                if result.warning:
+                    bars.write(f"warning: {result.warning}")
             else:
                 failures[result.name] = result.error
                 bars.write(f"failed: {result.error}")

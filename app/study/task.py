@@ -59,6 +59,7 @@ class TaskResult:
     duration_s: float = 0.0
     steps: int = 0
     seconds_taken: float = 0.0
+    warning: str = ""  # e.g. the file ended before its stated duration
 
 
 def run_file_task(task: FileTask, on_steps=None) -> TaskResult:
@@ -96,8 +97,10 @@ def run_file_task(task: FileTask, on_steps=None) -> TaskResult:
     except BaseException:  # Ctrl-C, a cancelled worker: leave nothing half-written
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    warning = (f"{Path(task.media).name}: {result.ended_early}; only the "
+               f"{result.duration_s:.1f} s read were analysed" if result.ended_early else "")
     return TaskResult(task.name, True, duration_s=result.duration_s, steps=result.steps,
-                      seconds_taken=result.seconds_taken)
+                      seconds_taken=result.seconds_taken, warning=warning)
 
 
 def up_to_date(task: FileTask) -> bool:
