@@ -63,6 +63,7 @@ class VoiceRecipe:
     # voice reading follows a change of emotion within a stream as it must live. 0 = off.
     streams_per_batch: int = 0
     stream_clips: int = 4
+    stream_weight: float = 1.0  # of the streams' per-step CCC loss beside the clips' one
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def train_voice(model, recipe: Recipe, data_root: Path, log) -> dict:
             if settings.streams_per_batch:
                 streams = draw_streams(train_items, train_targets.numpy(), train_actors,
                                        settings.streams_per_batch, settings.stream_clips, rng)
-                loss = loss + stream_loss(voice, *streams, train=True)
+                loss = loss + settings.stream_weight * stream_loss(voice, *streams, train=True)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
