@@ -36,9 +36,20 @@ def _reorder_gates(array: np.ndarray, hidden: int) -> np.ndarray:
 
 
 def _initializers(graph) -> dict[str, np.ndarray]:
+    """Every constant tensor of the graph by name: initializers, Constant nodes and
+    Identity nodes over them (the exporter shares equal folded weights, e.g. all-zero ones,
+    through Identity)."""
     from onnx import numpy_helper
 
-    return {item.name: numpy_helper.to_array(item) for item in graph.initializer}
+    tensors = {item.name: numpy_helper.to_array(item) for item in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.name == "value":
+                    tensors[node.output[0]] = numpy_helper.to_array(attribute.t)
+        elif node.op_type == "Identity" and node.input[0] in tensors:
+            tensors[node.output[0]] = tensors[node.input[0]]
+    return tensors
 
 
 def quiet_audio_features(weights: dict[str, np.ndarray], network: dict, windows: int = 512,
