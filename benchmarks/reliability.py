@@ -9,7 +9,8 @@ Each trial records the looped CREMA-D video of benchmarks/live_engine.py in real
 * ``kill``: SIGKILL (a crash, a power cut of the process), then `affect-monitor repair`;
 * ``term`` / ``int``: SIGTERM / SIGINT (Ctrl+C), the polite stops;
 * ``full``: no signal; the recording goes into a 3 MB tmpfs and runs until the disk is
-  full (needs root to mount; skipped otherwise).
+  full (needs root to mount; skipped otherwise), then `affect-monitor repair` (the rows
+  that never reached the full disk are taken off session.json's counts).
 "Lost" is the time recorded by the wall clock (from the folder's time 0, session.json's
 ``start.monotonic_s``, to the stop) minus what the folder holds afterwards: predictions
 (rows x 40 ms), audio.wav seconds, the last video frame's time. For ``full`` the stop is
@@ -79,9 +80,9 @@ def trial(kind: str, model: Path, video: Path, folder: Path) -> dict:
     finally:
         if process.poll() is None:
             process.kill()
-    result = {"kind": kind, "exit": process.returncode}
-    if kind == "kill":
-        time.sleep(3.1)  # repair refuses folders written in the last 3 s
+    result = {"kind": kind, "exit": process.returncode, "repair_exit": None}
+    if kind in ("kill", "full"):  # what a user does next: repair (after a crash: 3 s on,
+        time.sleep(3.1)               # as repair refuses folders written in the last 3 s)
         repair = subprocess.run([sys.executable, "-m", "app.cli", "repair", str(out)],
                                 cwd=PROJECT, env=env, capture_output=True, text=True)
         result["repair_exit"] = repair.returncode
@@ -147,7 +148,8 @@ def main() -> None:
             continue
         print(f"== {kind}: {len(results)} trials; exit codes "
               f"{sorted({r['exit'] for r in results})}; status "
-              f"{sorted({r['status'] for r in results})}; duration_s true in "
+              f"{sorted({r['status'] for r in results})}; repair exit codes "
+              f"{sorted({str(r['repair_exit']) for r in results})}; duration_s true in "
               f"{sum(r['duration_true'] for r in results)}; tracebacks "
               f"{sum(r['traceback'] for r in results)}")
         for name in ("predictions", "audio", "video"):
