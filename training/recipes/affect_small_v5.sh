@@ -64,11 +64,4 @@ seconds=$(( $(cat "$run/face/seconds") + $(cat "$run/voice/seconds") + $(cat "$r
 echo "training took $(( seconds / 60 )) min on $(nproc) cores" | tee "$run/time.txt"
 
 "$python" -m training.export "$run/fused/best.pt" -o "$run/default.onnx" --name affect-small-v5
-eval=("$python" -m training.evaluate --model "$run/default.onnx")
-"${eval[@]}" --dataset "ferplus:$data/ferplus" --split FER2013Valid --mask-voice --out "$run/eval/ferplus"
-"${eval[@]}" --dataset "ravdess:$data/ravdess-speech-16k" --split valid --mask-face --out "$run/eval/ravdess"
-"${eval[@]}" --dataset "synthetic:$data" --split valid --out "$run/eval/synthetic-fused"
-"${eval[@]}" --dataset "synthetic:$data" --split valid --mask-voice --out "$run/eval/synthetic-face"
-"${eval[@]}" --dataset "synthetic:$data" --split valid --mask-face --out "$run/eval/synthetic-voice"
-"$python" -m app.cli analyze "$data"/cremad-sample/*.flv --out "$run/eval/cremad" --model "$run/default.onnx" --no-progress
-"$python" -m training.model_card --model "$run/default.onnx" --evals "$run/eval" --time "$run/time.txt" --clips "$run/eval/cremad" --out models/default.onnx
+bash training/recipes/evaluate_and_ship.sh "$data" "$run"

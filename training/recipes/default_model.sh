@@ -8,7 +8,7 @@
 # from git; its own recipe: training/recipes/affect_small_v5.sh), the voice expert trains
 # on RAVDESS actors 1-16, then the fusion's confidence heads on synthetic sequences.
 # Validation and evaluation use only held-out identities: FER2013Valid and RAVDESS actors
-# 17-20. Writes RUN_DIR/default.onnx and RUN_DIR/eval/*, then models/default.onnx and its
+# 17-20 (training/recipes/evaluate_and_ship.sh). Writes RUN_DIR/default.onnx and RUN_DIR/eval/*, then models/default.onnx and its
 # card models/default.md.
 set -euo pipefail
 data=${1:-../shared/data}
@@ -24,21 +24,4 @@ start=$(date +%s)
 echo "training took $(( ($(date +%s) - start) / 60 )) min on $(nproc) cores" | tee "$run/time.txt"
 
 "$python" -m training.export "$run/experts.pt" -o "$run/default.onnx" --name affect-small-v6
-eval=("$python" -m training.evaluate --model "$run/default.onnx")
-"${eval[@]}" --dataset "ferplus:$data/ferplus" --split FER2013Valid --mask-voice --out "$run/eval/ferplus"
-"${eval[@]}" --dataset "ravdess:$data/ravdess-speech-16k" --split valid --mask-face --out "$run/eval/ravdess"
-"${eval[@]}" --dataset "synthetic:$data" --split valid --out "$run/eval/synthetic-fused"
-"${eval[@]}" --dataset "synthetic:$data" --split valid --mask-voice --out "$run/eval/synthetic-face"
-"${eval[@]}" --dataset "synthetic:$data" --split valid --mask-face --out "$run/eval/synthetic-voice"
-"$python" -m app.cli analyze "$data"/cremad-sample/*.flv --out "$run/eval/cremad" --model "$run/default.onnx" --no-progress
-quote() {  # quote NAME COMMAND...: run COMMAND, keep "$ COMMAND" and its output in eval/NAME.txt
-    local name=$1
-    shift
-    { echo "\$ $*"; "$@"; } > "$run/eval/$name.txt"
-}
-# needs the dev extra (opensmile, scikit-learn)
-quote voice_baseline "$python" benchmarks/voice_baseline.py --data "$data/ravdess-speech-16k" \
-    --model "$run/default.onnx" --gains-db 0 -30 -20 -10 10 20
-quote voice_heard "$python" benchmarks/voice_heard.py --data "$data/cremad-sample" --model "$run/default.onnx"
-quote fusion_probe "$python" -m training.fusion_probe --model "$run/default.onnx" --data "$data"
-"$python" -m training.model_card --model "$run/default.onnx" --evals "$run/eval" --time "$run/time.txt" --clips "$run/eval/cremad" --out models/default.onnx
+bash training/recipes/evaluate_and_ship.sh "$data" "$run"
