@@ -8,7 +8,7 @@ import torch
 from models.runtime import AffectSession
 from models.spec import SPEC_METADATA_KEY
 from training.checkpoint import save_checkpoint
-from training.export import ExportError, check_parity, export_checkpoint, main
+from training.export import check_parity, export_checkpoint, main
 from training.network import AffectNet, preset
 
 

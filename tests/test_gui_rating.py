@@ -36,7 +36,7 @@ def test_position_is_clipped_to_the_circumplex_and_stop_ends_sampling():
 
 
 def test_no_display_is_a_message_and_opencv_qt_plugins_are_released(capsys):
-    from app.gui.main import display_problem, release_opencv_qt_plugins, run_gui
+    from app.gui.main import display_problem, release_opencv_qt_plugins
 
     assert "no display found" in display_problem({})
     assert display_problem({"DISPLAY": ":99"}) is None

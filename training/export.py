@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.runtime import AffectSession, State
+from models.runtime import AffectSession
 from models.spec import INPUT_NAMES, OUTPUT_NAMES, SPEC_METADATA_KEY, ModelSpec
 from training.checkpoint import CheckpointError, load_checkpoint
 from training.network import AffectNet
