@@ -282,14 +282,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="affect-eval", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.splitlines()[2:]))
-    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True, help="exported ONNX model to score")
     parser.add_argument("--dataset", required=True, help="KIND:PATH")
-    parser.add_argument("--split")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--split", help="split to score (default: the held-out one of each kind)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder for metrics.json and the plots")
     parser.add_argument("--mask-face", action="store_true", help="score voice only")
     parser.add_argument("--mask-voice", action="store_true", help="score face only")
-    parser.add_argument("--face-steps", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--face-steps", type=int, default=10,
+                        help="ferplus: steps each still face is held for (default 10)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the face jitter and synthetic sequences")
     parser.add_argument("--stream", type=int, default=1, metavar="N",
                         help="play clips back to back in random runs of N, state carried "
                              "(live use); 1 = each clip from a fresh state")

@@ -146,11 +146,13 @@ def export_checkpoint(checkpoint_path: Path, output: Path, name: str | None = No
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="affect-export", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("checkpoint", type=Path, help="training checkpoint (.pt) to export")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="ONNX file to write (only after both parity checks pass)")
     parser.add_argument("--name", help="model name stored in the spec (default: file stem)")
     parser.add_argument("--steps", type=int, default=500, help="parity sequence length")
-    parser.add_argument("--tolerance", type=float, default=1e-4)
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="largest parity difference allowed (default 1e-4)")
     args = parser.parse_args(argv)
     try:
         report = export_checkpoint(args.checkpoint, args.output, args.name, args.steps,

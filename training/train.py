@@ -618,20 +618,23 @@ def parse_args(argv):
                                      epilog="\n".join(__doc__.splitlines()[2:]))
     parser.add_argument("--preset", default="light", help="network preset (paper, light, ...)")
     parser.add_argument("--stage", default="fused",
-                        choices=["face", "voice", "fused", "recordings"])
+                        choices=["face", "voice", "fused", "recordings"],
+                        help="what the sequences are: FER+ faces, RAVDESS voices, synthetic "
+                             "face + voice, or annotated recordings (--dataset)")
     parser.add_argument("--dataset", help="recordings stage: recola:PATH, manifest:CSV or "
                                           "sessions:FOLDER (annotated audio-visual data)")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
                         help="folder holding ferplus/ and ravdess-speech-16k/")
     parser.add_argument("--out", type=Path, required=True, help="run folder for checkpoints")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10, help="passes over the training sequences")
+    parser.add_argument("--batch-size", type=int, default=8, help="sequences per batch")
     parser.add_argument("--steps", type=int, default=100,
                         help="40 ms steps per training sequence")
     parser.add_argument("--train-sequences", type=int, default=2000,
                         help="sequences drawn per epoch (fresh each epoch)")
-    parser.add_argument("--valid-sequences", type=int, default=200)
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--valid-sequences", type=int, default=200,
+                        help="held-out sequences scored after each epoch")
+    parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (AdamW)")
     parser.add_argument("--p-face-missing", type=float, default=0.15,
                         help="fused stage: share of segments without a face")
     parser.add_argument("--p-silence", type=float, default=0.15,
@@ -705,11 +708,13 @@ def parse_args(argv):
                              "evaluation always feed them")
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
                         help="learning-rate schedule (constant = the paper)")
-    parser.add_argument("--clip-norm", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clip-norm", type=float, default=1.0,
+                        help="gradient norm clipping (default 1.0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and sequences")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--init", type=Path, help="start from this checkpoint (staged training)")
-    parser.add_argument("--freeze", nargs="*", default=[], choices=["audio", "visual"])
+    parser.add_argument("--freeze", nargs="*", default=[], choices=["audio", "visual"],
+                        help="branches whose weights stay as they are")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     return parser.parse_args(argv)
