@@ -97,3 +97,26 @@ def test_the_readme_uses_only_options_the_commands_have(capsys, monkeypatch):
         command = words[1] if len(words) > 1 and words[1] in cli.SUBCOMMANDS else ""
         for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", line):
             assert flag in options[command], f"README: `{line.strip()}`: no {flag}"
+
+
+@pytest.mark.parametrize("module", ["training.train", "training.export", "training.evaluate",
+                                    "training.train_experts"])
+def test_training_commands_describe_every_option(module, capsys, monkeypatch):
+    """affect-train, affect-export, affect-eval and the recipe trainer: every option says
+    what it does in --help."""
+    import importlib
+
+    parsers = []
+    format_help = argparse.ArgumentParser.format_help
+
+    def catching(parser):
+        parsers.append(parser)
+        return format_help(parser)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "format_help", catching)
+    with pytest.raises(SystemExit) as done:
+        importlib.import_module(module).main(["--help"])
+    assert done.value.code == 0 and len(parsers) == 1
+    missing = [action.option_strings or action.dest for action in parsers[0]._actions
+               if not action.help or action.help == argparse.SUPPRESS]
+    assert not missing, f"{module} --help: no description for {missing}"
