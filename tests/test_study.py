@@ -77,7 +77,8 @@ def make_session(folder: Path, seconds: float, participant: str, session: str) -
     soundfile.write(folder / "audio.wav", tone(seconds, 7), RATE, subtype="PCM_16")
     (folder / "session.json").write_text(json.dumps({
         "format": "affect-monitor-session", "format_version": 1,
-        "participant_id": participant, "session_id": session, "status": "complete"}))
+        "participant_id": participant, "session_id": session, "status": "complete",
+        "rates": {"requested": {"predictions_hz": 25}}}))
     return folder
 
 
@@ -291,7 +292,9 @@ def test_manifest_and_session_folders_fill_participant_and_session(generated, ti
     make_session(sessions / "P07-2", 2.2, "P07", "2")
     (sessions / "P08-1").mkdir(parents=True)  # a --no-media recording: nothing to analyse
     (sessions / "P08-1" / "session.json").write_text(json.dumps(
-        {"format": "affect-monitor-session", "participant_id": "P08", "session_id": "1"}))
+        {"format": "affect-monitor-session", "format_version": 1, "status": "complete",
+         "rates": {"requested": {"predictions_hz": 25}}, "participant_id": "P08",
+         "session_id": "1"}))
     manifest = tmp_path / "study.csv"
     manifest.write_text(f"media,participant,session\n{generated / 'clip2.mp4'},P01,a\n"
                         "sessions/P07-2,,\n")  # relative to the manifest
@@ -350,3 +353,12 @@ def test_the_slurm_example_asks_for_single_threaded_workers_one_per_core(capsys)
     assert "#SBATCH --cpus-per-task=4" in script and "#SBATCH -p short" in script
     assert "--nthreads 1" in script and "--nworkers 4" in script
     assert sys.executable in script  # the nodes run this environment
+
+
+def test_a_damaged_session_folder_is_reported_not_analysed_as_a_plain_folder(tmp_path):
+    """A session.json that fails the schema makes the folder one failure line naming it."""
+    folder = tmp_path / "P09-1"
+    folder.mkdir()
+    (folder / "session.json").write_text("[]")
+    files = find_study_files([folder])
+    assert len(files) == 1 and "session.json" in files[0].problem

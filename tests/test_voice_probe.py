@@ -27,13 +27,37 @@ def test_noise_reads_as_unvoiced():
     assert voicing.mean() < 0.3
 
 
-def test_the_shipped_models_audio_branch_loads_from_its_onnx_file():
-    branch = model_audio_branch(str(ROOT / "models" / "default.onnx"))
+@pytest.fixture(scope="module")
+def one_lstm_model(tmp_path_factory) -> Path:
+    """An exported one-LSTM model with time-pooled audio, as affect-small-v5 was."""
+    from dataclasses import replace
+
+    import torch
+
+    from training.checkpoint import save_checkpoint
+    from training.export import export_checkpoint
+    from training.network import AffectNet, preset
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("probe")
+    model = AffectNet(replace(preset("tiny"), audio_pooling="time", audio_gain=30.0)).eval()
+    save_checkpoint(folder / "m.pt", model, "tiny")
+    export_checkpoint(folder / "m.pt", folder / "m.onnx", steps=10)
+    return folder / "m.onnx"
+
+
+def test_an_exported_models_audio_branch_loads_from_its_onnx_file(one_lstm_model):
+    branch = model_audio_branch(str(one_lstm_model))
     speech_like = harmonic_tone(150.0, 1.0) * 0.05
     features = model_features(branch, speech_like)
     assert features.shape == (3 * branch.out_features,) and np.isfinite(features).all()
     # a louder voice moves the features: the weights were read, not left at zero
     assert not np.allclose(features, model_features(branch, speech_like * 4))
+
+
+def test_the_shipped_experts_model_is_refused_with_what_to_probe_instead():
+    with pytest.raises(ValueError, match="no learned audio branch"):
+        model_audio_branch(str(ROOT / "models" / "default.onnx"))
 
 
 def test_ridge_recovers_a_linear_target_on_held_out_rows():

@@ -48,6 +48,10 @@ def model_audio_branch(model_path: str) -> AudioCNN:
     spec = read_spec(model_path)
     # models exported before the spec carried the network: their preset's
     config = (NetworkConfig.from_dict(spec.network) if spec.network else preset(spec.preset))
+    if config.fusion != "lstm":
+        raise ValueError(f"{model_path} has no learned audio branch (its voice reads fixed "
+                         "descriptors: training/voice_expert.py); probe a one-LSTM model, "
+                         "e.g. `git show d630e61:models/default.onnx > out/v5.onnx`")
     branch = AudioCNN(config.audio_filters, 0.0, config.audio_gain, config.audio_pooling,
                       config.audio_kernel, config.audio_descriptors).eval()
     trained = branch.state_dict().keys()  # not the descriptors' fixed matrices

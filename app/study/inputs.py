@@ -78,15 +78,15 @@ def find_study_files(arguments: Iterable[str | Path],
 
 
 def is_session_folder(folder: Path) -> bool:
-    try:
-        layout.read_session_json(folder)
-    except (layout.SessionFormatError, OSError):
-        return False
-    return True
+    """A folder holding session.json: analysed as a recording, or reported when damaged."""
+    return (folder / layout.SESSION_JSON).is_file()
 
 
 def _session(folder: Path, label: str, participant: str = "", session: str = "") -> _Found:
-    info = layout.read_session_json(folder)
+    try:
+        info = layout.read_session_json(folder)
+    except (layout.SessionFormatError, OSError) as error:  # one line naming file and field
+        return _Found(label, folder, None, participant, session, problem=str(error))
     participant = participant or str(info.get("participant_id") or "")
     session = session or str(info.get("session_id") or "")
     video, audio = folder / layout.VIDEO, folder / layout.AUDIO
