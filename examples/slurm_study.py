@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         memory=args.memory, walltime=args.walltime, queue=args.partition,
         account=args.account, interface=args.interface, job_name="affect-monitor",
         python=sys.executable,  # this environment, on the shared filesystem
+        # no statistical profiler on the workers: it only costs time for long CPU-bound
+        # tasks (benchmarks/batch.py)
+        job_script_prologue=["export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"],
     )
     try:
         if args.dry_run:
