@@ -19,7 +19,6 @@ import os
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,10 +35,9 @@ EMOTIONS = {"NEU": ("neutral", (0.0, -0.1)), "HAP": ("happy", (0.7, 0.4)),
 
 def join_clips(clips: list[Path], path: Path) -> tuple[list[tuple[float, str]], float]:
     """The clips one after another as one H.264 + AAC file: ([(start, emotion code)], seconds)."""
-    import av
     import numpy as np
 
-    from models.media import read_audio, read_video_frames
+    from models.media import read_audio, read_video_frames, write_media
 
     frames, sound, starts = [], [], []
     for clip in clips:
@@ -49,23 +47,7 @@ def join_clips(clips: list[Path], path: Path) -> tuple[list[tuple[float, str]], 
         frames += pictures
         sound.append(np.pad(audio, (0, int(len(pictures) / FPS * RATE) - audio.size)))
     sound = np.concatenate(sound).astype(np.float32)
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=FPS, options={"preset": "ultrafast"})
-        video.height, video.width = frames[0].shape[:2]
-        video.pix_fmt = "yuv420p"
-        track = out.add_stream("aac", rate=RATE)
-        track.layout = "mono"
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
-        for start in range(0, sound.size, 1024):
-            frame = av.AudioFrame.from_ndarray(sound[None, start:start + 1024].copy(),
-                                               format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = RATE, start
-            out.mux(track.encode(frame))
-        out.mux(track.encode(None))
+    write_media(path, frames, sound, fps=FPS, rate=RATE)
     return starts, len(frames) / FPS
 
 

@@ -8,6 +8,7 @@ describe the same instant: that is what A/V alignment relies on.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -290,3 +291,35 @@ def to_rgb(frame: av.VideoFrame) -> np.ndarray:
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
     return frame.to_ndarray(format="rgb24")
+
+
+def write_media(path: str | Path, frames, sound: np.ndarray | None = None, *, fps: int = 25,
+                rate: int = SAMPLE_RATE, pix_fmt: str = "yuv420p",
+                container_options: dict | None = None) -> Path:
+    """Write RGB frames (uint8 [H, W, 3], an iterable) as H.264 at ``fps``, and mono float32
+    ``sound`` at ``rate`` as AAC, into one file. Real codecs, for tests, benchmarks and the
+    screenshot script."""
+    frames = iter(frames)
+    first = next(frames)
+    with av.open(str(path), "w", options=container_options or {}) as out:
+        video = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        video.height, video.width = first.shape[:2]
+        video.pix_fmt = pix_fmt
+        track = None
+        if sound is not None:  # every stream is added before the first packet is written
+            track = out.add_stream("aac", rate=rate)
+            track.layout = "mono"
+        for index, rgb in enumerate(itertools.chain([first], frames)):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts, frame.time_base = index, Fraction(1, fps)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        if track is not None:
+            sound = np.asarray(sound, np.float32)
+            for start in range(0, sound.size, 1024):
+                chunk = av.AudioFrame.from_ndarray(sound[None, start:start + 1024].copy(),
+                                                   format="fltp", layout="mono")
+                chunk.sample_rate, chunk.pts = rate, start
+                out.mux(track.encode(chunk))
+            out.mux(track.encode(None))
+    return Path(path)

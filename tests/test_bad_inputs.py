@@ -7,12 +7,11 @@ import json
 import os
 import subprocess
 import sys
-from fractions import Fraction
 
-import av
 import numpy as np
 import pytest
 
+from models.media import write_media
 from app.cli import main as cli_main
 from app.session import layout
 from models.runtime import AffectSession, ModelLoadError
@@ -45,25 +44,10 @@ def with_spec(model, tmp_path, name, change) -> str:
 def one_pixel_video(path, seconds=3, size=1, options=None):
     """A real H.264 + AAC MP4: ``size`` x ``size`` grey noise and a tone."""
     rng = np.random.default_rng(0)
-    with av.open(str(path), "w", options=options or {}) as out:
-        video = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
-        video.width = video.height = size
-        video.pix_fmt = "yuv444p"
-        sound = out.add_stream("aac", rate=16000)
-        sound.layout = "mono"
-        for i in range(25 * seconds):
-            pixels = rng.integers(0, 255, (size, size, 3), np.uint8)
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, 25)
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
-        tone = (0.1 * np.sin(np.arange(16000 * seconds) / 10)).astype(np.float32)
-        for start in range(0, tone.size, 1024):
-            chunk = av.AudioFrame.from_ndarray(tone[None, start:start + 1024].copy(),
-                                               format="fltp", layout="mono")
-            chunk.sample_rate, chunk.pts = 16000, start
-            out.mux(sound.encode(chunk))
-        out.mux(sound.encode(None))
+    pixels = (rng.integers(0, 255, (size, size, 3), np.uint8) for _ in range(25 * seconds))
+    tone = (0.1 * np.sin(np.arange(16000 * seconds) / 10)).astype(np.float32)
+    write_media(path, pixels, tone, fps=25, rate=16000, pix_fmt="yuv444p",
+                container_options=options)
     return path
 
 

@@ -15,14 +15,13 @@ import signal
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import soundfile
 
+from models.media import write_media
 from app.study.cli import main
 from app.study.inputs import StudyInputError, find_study_files
 from app.study.table import STUDY_COLUMNS
@@ -37,29 +36,10 @@ def make_video(path: Path, seconds: float, seed: int, *, sound: bool = True,
     """A moving gradient with noise and (optionally) a tone that comes and goes: H.264 +
     AAC in MP4, 160x120."""
     rng = np.random.default_rng(seed)
-    frames = int(seconds * fps)
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
-        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
-        if sound:  # every stream is added before the first packet is written
-            track = out.add_stream("aac", rate=RATE)
-            track.layout = "mono"
-        ramp = np.linspace(0, 200, 160, dtype=np.float32)[None, :, None]
-        for i in range(frames):
-            image = np.roll(ramp, 3 * i, axis=1) + rng.normal(0, 12, (120, 160, 3))
-            frame = av.VideoFrame.from_ndarray(np.clip(image, 0, 255).astype(np.uint8),
-                                               format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
-        if sound:
-            samples = tone(seconds, seed)
-            for start in range(0, samples.size, 1024):
-                chunk = av.AudioFrame.from_ndarray(samples[None, start:start + 1024].copy(),
-                                                   format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts = RATE, start
-                out.mux(track.encode(chunk))
-            out.mux(track.encode(None))
+    ramp = np.linspace(0, 200, 160, dtype=np.float32)[None, :, None]
+    images = (np.clip(np.roll(ramp, 3 * i, axis=1) + rng.normal(0, 12, (120, 160, 3)), 0, 255)
+              .astype(np.uint8) for i in range(int(seconds * fps)))
+    write_media(path, images, tone(seconds, seed) if sound else None, fps=fps, rate=RATE)
     return path
 
 
