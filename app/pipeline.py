@@ -250,6 +250,11 @@ class Engine:
         self._stop_sources()
 
     @property
+    def samples_captured(self) -> int:
+        """Audio samples the source has delivered since start (the engine's sample clock)."""
+        return self.ring.written
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 

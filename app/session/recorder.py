@@ -182,7 +182,7 @@ class SessionRecorder:
         self._tap.attach()
         if self.engine.running:  # begin at the next whole window of the running engine
             window = self.engine.window
-            self._t0_sample = -(-self.engine.ring.written // window) * window
+            self._t0_sample = -(-self.engine.samples_captured // window) * window
         self._next_sample = self._t0_sample
         self._predictions = self.engine.subscribe(maxsize=1500)  # a minute of slack
         self._audio0, self._video0 = self.engine.audio, self.engine.video
@@ -228,7 +228,7 @@ class SessionRecorder:
         """``time.monotonic()`` at the folder's 0.0 s (audio.wav sample 0); None until
         the sources have started (a microphone anchors its clock on its first block)."""
         engine = self.engine
-        if engine.clock is None or (engine.audio.live and engine.ring.written <= self._t0_sample):
+        if engine.clock is None or (engine.audio.live and engine.samples_captured <= self._t0_sample):
             return None
         return engine.clock.start + engine.audio.offset_s + self._t0_sample / self.rate
 
@@ -238,7 +238,7 @@ class SessionRecorder:
         runs: a loaded machine may run behind), written with the audio and video up to
         the same time; every file closed. Returns the final session.json."""
         if self.running and self.engine.running:
-            captured_s = (self.engine.ring.written - self._t0_sample) / self.rate
+            captured_s = (self.engine.samples_captured - self._t0_sample) / self.rate
             limit = self.duration_s
             # One float assignment: the recorder thread sees the old or the new limit.
             self.duration_s = captured_s if limit is None else min(limit, captured_s)
@@ -468,7 +468,7 @@ class SessionRecorder:
 
     def _write_frames(self) -> None:
         engine = self.engine
-        if engine.audio.live and engine.ring.written <= self._t0_sample:
+        if engine.audio.live and engine.samples_captured <= self._t0_sample:
             self._pending_frames = self._pending_frames[-self._tap.max_frames:]
             return  # the microphone has not started: the frames' times are not known yet
         origin = engine.audio.offset_s + self._t0_sample / self.rate
