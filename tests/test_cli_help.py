@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = ["", *cli.SUBCOMMANDS]  # "": the window
 
 
-def help_of(command: str, capsys, monkeypatch) -> tuple[argparse.ArgumentParser, str]:
-    """(the parser, the printed text) of `affect-monitor [command] --help`."""
+def parser_of(main, argv: list[str], monkeypatch) -> argparse.ArgumentParser:
+    """The one parser ``main(argv)`` formats its --help with (it must exit 0)."""
     parsers = []
     format_help = argparse.ArgumentParser.format_help
 
@@ -32,12 +32,18 @@ def help_of(command: str, capsys, monkeypatch) -> tuple[argparse.ArgumentParser,
 
     monkeypatch.setattr(argparse.ArgumentParser, "format_help", catching)
     try:
-        status = cli.main(([command] if command else []) + ["--help"])
+        status = main(argv)
     except SystemExit as done:  # argparse's own --help exits
         status = done.code
     assert status in (0, None)
     assert len(parsers) == 1
-    return parsers[0], capsys.readouterr().out
+    return parsers[0]
+
+
+def help_of(command: str, capsys, monkeypatch) -> tuple[argparse.ArgumentParser, str]:
+    """(the parser, the printed text) of `affect-monitor [command] --help`."""
+    parser = parser_of(cli.main, ([command] if command else []) + ["--help"], monkeypatch)
+    return parser, capsys.readouterr().out
 
 
 def one_line(text: str) -> str:
@@ -106,17 +112,7 @@ def test_training_commands_describe_every_option(module, capsys, monkeypatch):
     what it does in --help."""
     import importlib
 
-    parsers = []
-    format_help = argparse.ArgumentParser.format_help
-
-    def catching(parser):
-        parsers.append(parser)
-        return format_help(parser)
-
-    monkeypatch.setattr(argparse.ArgumentParser, "format_help", catching)
-    with pytest.raises(SystemExit) as done:
-        importlib.import_module(module).main(["--help"])
-    assert done.value.code == 0 and len(parsers) == 1
-    missing = [action.option_strings or action.dest for action in parsers[0]._actions
+    parser = parser_of(importlib.import_module(module).main, ["--help"], monkeypatch)
+    missing = [action.option_strings or action.dest for action in parser._actions
                if not action.help or action.help == argparse.SUPPRESS]
     assert not missing, f"{module} --help: no description for {missing}"
