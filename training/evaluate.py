@@ -98,21 +98,17 @@ def synthetic_eval_set(path: Path, split: str | None, crop: FaceCrop, seed: int,
 
 
 def voice_clip_means(session: AffectSession, clips, gain_db: float = 0.0) -> np.ndarray:
-    """[N, 2] mean output over each RAVDESS clip, voice only, each from a fresh state, with
-    the audio scaled by ``gain_db`` and clipped to full scale (a louder or quieter
-    microphone): the per-clip reading the RAVDESS figures score, at any gain."""
-    spec = session.spec
+    """[N, 2] per-clip readings of RAVDESS clips scored as `affect-eval --dataset ravdess
+    --mask-face` scores them, with the audio scaled by ``gain_db`` and clipped to full scale
+    (a louder or quieter microphone)."""
+    from training.data import sequences as seq
+
     gain = 10 ** (gain_db / 20)
-    means = []
-    for index in range(len(clips)):
-        audio = np.clip(np.asarray(clips.audio(index), np.float32) * gain, -1.0, 1.0)
-        steps = len(audio) // spec.window_samples
-        windows = audio[:steps * spec.window_samples].reshape(1, steps, spec.window_samples)
-        face = np.zeros((1, steps, *spec.face_shape), np.float32)
-        outputs, _ = session.run(windows, face, np.zeros((1, steps), np.float32),
-                                 session.initial_state())
-        means.append(outputs[0].mean(axis=0))
-    return np.array(means)
+    items = [seq.voice_sequence(np.clip(np.asarray(clips.audio(i), np.float32) * gain,
+                                        -1.0, 1.0), clips.targets[i], session.spec.face)
+             for i in range(len(clips))]
+    predictions, _ = score(session, EvalSet(items, "mean", "clip"), mask_face=True)
+    return predictions
 
 
 def _ravdess_split(clips, split: str, split_actors):

@@ -23,12 +23,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.network import NetworkConfig, ResNet
+from training.network import NetworkConfig, ResNet, masked_visual_features
 from training.voice_expert import VoiceExpert
 
 
 class FaceExpert(nn.Module):
-    """Face crops -> ResNet features -> LSTM -> (reading, log precision, category logits)."""
+    """Face crops -> ResNet features -> LSTM -> (reading, log precision)."""
 
     def __init__(self, config: NetworkConfig, hidden: int):
         super().__init__()
@@ -38,22 +38,10 @@ class FaceExpert(nn.Module):
                             batch_first=True)
         self.head = nn.Linear(hidden, 2)
         self.precision = nn.Linear(hidden, 2)
-        self.category_head = (nn.Linear(hidden, config.category_classes)
-                              if config.category_classes else None)
 
     def features(self, face: torch.Tensor, face_mask: torch.Tensor) -> torch.Tensor:
-        batch, steps = face_mask.shape
-        faces = face.reshape(batch * steps, *face.shape[2:])
-        mask = face_mask.reshape(batch * steps, 1)
-        present = mask[:, 0] > 0.5
-        if self.training:  # only real faces through the ResNet (and its BatchNorm)
-            visual = faces.new_zeros(batch * steps, self.visual.out_features)
-            if bool(present.any()):
-                visual = visual.index_put((present,), self.visual(faces[present]))
-        else:  # the exported graph: one static path, zeros where no face was found
-            visual = torch.where(present[:, None], self.visual(faces),
-                                 torch.zeros(1, dtype=faces.dtype))
-        return torch.cat([visual, mask], dim=1).reshape(batch, steps, -1)
+        visual, mask = masked_visual_features(self.visual, face, face_mask, self.training)
+        return torch.cat([visual, mask], dim=1).reshape(*face_mask.shape, -1)
 
     def forward(self, face, face_mask, h, c):
         outputs, h_out, c_out = self.encode(face, face_mask, h, c)
@@ -65,13 +53,12 @@ class FaceExpert(nn.Module):
         return outputs, h_out, c_out
 
     def read(self, outputs):
-        """-> (reading [B,T,2], log precision [B,T,2], category logits or None)."""
+        """-> (reading [B,T,2], log precision [B,T,2])."""
         # clamped, not tanh: the warm-started head (training/warm_start.py) was trained
         # without a squashing function and keeps its calibration inside -1..1
         reading = self.head(outputs).clamp(-1.0, 1.0)
         log_precision = self.precision(outputs).clamp(-8.0, 8.0)
-        categories = self.category_head(outputs) if self.category_head is not None else None
-        return reading, log_precision, categories
+        return reading, log_precision
 
 
 class ExpertsNet(nn.Module):
@@ -84,8 +71,7 @@ class ExpertsNet(nn.Module):
         self.config = config
         self.face = FaceExpert(config, config.lstm_hidden)
         self.voice = VoiceExpert(hidden=config.voice_hidden,
-                                 memory_seconds=config.voice_memory_seconds,
-                                 category_classes=config.category_classes)
+                                 memory_seconds=config.voice_memory_seconds)
         self.face_hidden, self.voice_hidden = config.lstm_hidden, config.voice_hidden
         self.state_width = self.face_hidden + self.voice_hidden + self.voice.state_size
 
@@ -110,14 +96,13 @@ class ExpertsNet(nn.Module):
     def experts(self, audio, face, face_mask, h, c, voice_descriptors=None):
         """Both readings and precisions, and the new state (training reads these)."""
         face_state, voice_state = self.split_state(h, c)
-        face_reading, face_precision, face_categories, face_h, face_c = self.face(
+        face_reading, face_precision, face_h, face_c = self.face(
             face, face_mask, *face_state)
-        voice_reading, voice_precision, voice_categories, voice_h, voice_c, sums = self.voice(
+        voice_reading, voice_precision, voice_h, voice_c, sums = self.voice(
             audio, *voice_state, descriptors=voice_descriptors)
         h_out, c_out = self.join_state((face_h, face_c), (voice_h, voice_c, sums))
         return {"face": face_reading, "face_log_precision": face_precision,
                 "voice": voice_reading, "voice_log_precision": voice_precision,
-                "face_categories": face_categories, "voice_categories": voice_categories,
                 "h": h_out, "c": c_out}
 
     @staticmethod
@@ -131,6 +116,6 @@ class ExpertsNet(nn.Module):
         readings = self.experts(audio, face, face_mask, h, c)
         fused = self.fuse(readings, face_mask)
         if with_categories:
-            raise ValueError("ExpertsNet trains its category heads per expert "
-                             "(training/train_experts.py)")
+            raise ValueError("ExpertsNet has no category head (training/train_experts.py "
+                             "trains its experts on arousal and valence only)")
         return fused, readings["h"], readings["c"]

@@ -149,12 +149,12 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path(__file__).with_name("model_card_template.md"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    network_kind = read_spec(args.model).network.get("fusion", "lstm")
-    if network_kind == "experts" and args.template == parser.get_default("template"):
+    spec = read_spec(args.model)
+    if (spec.network.get("fusion", "lstm") == "experts"
+            and args.template == parser.get_default("template")):
         args.template = Path(__file__).with_name("model_card_experts.md")
     metrics = collect_metrics(args.evals)
     clips = real_clip_means(args.clips)
-    spec = read_spec(args.model)
     spec = replace(spec, metrics={**metrics, "cremad-sample": clips},
                    training_data=TRAINING_DATA, licence=LICENCE,
                    description=f"Tzirakis et al. (2017) architecture, '{spec.preset}' preset; "

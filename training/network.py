@@ -308,6 +308,27 @@ class ResNet(nn.Module):
         return self.stages(self.stem(images)).mean(dim=(2, 3))
 
 
+def masked_visual_features(visual: ResNet, face: torch.Tensor, face_mask: torch.Tensor,
+                           training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """face [B,T,C,H,W], face_mask [B,T] -> (ResNet features [B*T,F], zeros where no face;
+    the mask [B*T,1]). ``training``: the owning network's mode."""
+    batch, steps = face_mask.shape
+    faces = face.reshape(batch * steps, *face.shape[2:])
+    mask = face_mask.reshape(batch * steps, 1)
+    present = mask[:, 0] > 0.5
+    if training:
+        # Only real faces go through the ResNet: saves the compute of voice-only steps
+        # and keeps missing-face zeros out of the BatchNorm statistics.
+        features = faces.new_zeros(batch * steps, visual.out_features)
+        if bool(present.any()):
+            features = features.index_put((present,), visual(faces[present]))
+        return features, mask
+    # The exported graph: one static path. Selecting zeros where no face was found makes
+    # the output independent of the face pixels there.
+    features = visual(faces)
+    return torch.where(present[:, None], features, torch.zeros_like(features)), mask
+
+
 class AffectNet(nn.Module):
     """Audio CNN + ResNet + LSTM; forward(audio, face, face_mask, h, c) -> (av, h, c)."""
 
@@ -342,22 +363,8 @@ class AffectNet(nn.Module):
         audio_features = self.audio(audio.reshape(batch * steps, audio.shape[2]))
         if self.training and self.descriptor_dropout > 0 and self.audio.descriptors is not None:
             audio_features = self.drop_descriptors(audio_features, batch, steps)
-        faces = face.reshape(batch * steps, *face.shape[2:])
-        mask = face_mask.reshape(batch * steps, 1)
-        present = mask[:, 0] > 0.5
-        if self.training:
-            # Only real faces go through the ResNet: saves the compute of voice-only steps
-            # and keeps missing-face zeros out of the BatchNorm statistics.
-            visual_features = faces.new_zeros(batch * steps, self.visual.out_features)
-            if bool(present.any()):
-                visual_features = visual_features.index_put((present,),
-                                                            self.visual(faces[present]))
-        else:
-            # The exported graph: one static path. Selecting zeros where no face was found
-            # makes the output independent of the face pixels there.
-            visual_features = self.visual(faces)
-            visual_features = torch.where(present[:, None], visual_features,
-                                          torch.zeros_like(visual_features))
+        visual_features, mask = masked_visual_features(self.visual, face, face_mask,
+                                                       self.training)
         fused = torch.cat([audio_features, visual_features, mask], dim=1)
         return fused.reshape(batch, steps, -1)
 

@@ -14,8 +14,8 @@ baseline, but causally and inside the graph:
    share of voiced windows and the energy's spread. A gain adds the same constant to every
    log energy, which moves the energy's mean and nothing else; the mean is left out, so
    every statistic is the same at any gain (up to clipping and the noise floor);
-3. a small MLP on those statistics (and the current window's descriptors) -> arousal,
-   valence and a confidence (log precision) that the fusion uses.
+3. an LSTM over those statistics and the current window's descriptors -> arousal,
+   valence (tanh) and a confidence (log precision) that the fusion uses.
 
 The fading sums are a linear recurrence S_t = decay * S_{t-1} + u_t over positive
 quantities, run as a ReLU RNN with fixed weights (identity input, decay on the diagonal):
@@ -65,10 +65,10 @@ class RunningSums(nn.Module):
 
 class VoiceExpert(nn.Module):
     """audio [B,T,640] and state (h, c [layers,B,hidden], sums [1,B,K]) -> (reading
-    [B,T,2] in -1..1, log precision [B,T,2], h, c, sums, category logits or None)."""
+    [B,T,2] in -1..1, log precision [B,T,2], h, c, sums)."""
 
     def __init__(self, hidden: int = 64, layers: int = 2, memory_seconds: float = 4.0,
-                 dropout: float = 0.2, category_classes: int = 0):
+                 dropout: float = 0.2):
         super().__init__()
         self.descriptors = AcousticDescriptors()
         d = SHAPE_FEATURES
@@ -85,7 +85,6 @@ class VoiceExpert(nn.Module):
         self.head = nn.Linear(hidden, 2)
         # The confidence also sees the statistics directly: how much voice was heard.
         self.precision = nn.Linear(hidden + self.in_features, 2)
-        self.category_head = nn.Linear(hidden, category_classes) if category_classes else None
 
     @property
     def state_size(self) -> int:
@@ -97,7 +96,7 @@ class VoiceExpert(nn.Module):
         return self.descriptors(audio.reshape(batch * steps, -1)).reshape(batch, steps, -1)
 
     def forward(self, audio, h, c, sums, descriptors=None):
-        """-> (reading, log precision, category logits or None, h, c, sums).
+        """-> (reading, log precision, h, c, sums).
         ``descriptors``: the fixed [B,T,43] descriptors of ``audio`` when already known
         (training caches them); ``audio`` is then not read."""
         encoded, h, c, sums = self.encode(audio, h, c, sums, descriptors)
@@ -111,12 +110,11 @@ class VoiceExpert(nn.Module):
         return torch.cat([outputs, features], dim=-1), h, c, sums
 
     def read(self, encoded):
-        """-> (reading [B,T,2], log precision [B,T,2], category logits or None)."""
+        """-> (reading [B,T,2], log precision [B,T,2])."""
         outputs = encoded[..., :self.lstm.hidden_size]
         reading = torch.tanh(self.head(outputs))
         log_precision = self.precision(encoded).clamp(-8.0, 8.0)
-        categories = self.category_head(outputs) if self.category_head is not None else None
-        return reading, log_precision, categories
+        return reading, log_precision
 
     def statistics(self, raw: torch.Tensor, state: torch.Tensor):
         """[B,T,43] descriptors, sums [1,B,K] -> ([B,T,in_features], new sums)."""

@@ -8,7 +8,7 @@ face features 256, face mask 1]; the face expert reads the face alone, so v5's a
 columns are replaced by what they contributed on a quiet microphone (its audio CNN on the
 noise floor, the condition of its face-only evaluation), folded into the LSTM bias.
 
-    python -m training.warm_start models/default.onnx --out runs/v6/face.pt   (see recipe)
+Used by training/train_experts.py (the recipe's [face] source).
 """
 from __future__ import annotations
 
