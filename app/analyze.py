@@ -11,8 +11,6 @@ batches the CNNs and is many times faster than real time.
 from __future__ import annotations
 
 import csv
-import hashlib
-import importlib.metadata
 import math
 import sys
 import time
@@ -23,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from app.pipeline import StepPreparer
+from app.provenance import software_version
 from app.sources.base import Frame
 from app.vad import VoiceDetector, load_voice_detector
 from models.faces import FaceTracker
@@ -30,7 +29,6 @@ from models.media import MediaError, ended_early, iter_audio, probe, read_video_
 from models.runtime import AffectSession
 from models.spec import SAMPLE_RATE, WINDOW_SAMPLES
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default.onnx"
 CHUNK_STEPS = 250  # 10 s per model call: large enough to batch the CNNs, small in memory
 CSV_COLUMNS = ("time_s", "arousal", "valence", "face_found", "face_score", "voice_active")
 _KEEP_FRAMES_S = 1.0  # frames older than this behind the window cannot be chosen any more
@@ -243,21 +241,6 @@ def describe(name: str, values: np.ndarray) -> dict[str, float | None]:
     return {f"{name}_mean": round(float(values.mean()), 6),
             f"{name}_sd": round(float(values.std()), 6),
             f"{name}_p10": round(float(p10), 6), f"{name}_p90": round(float(p90), 6)}
-
-
-def software_version() -> str:
-    try:
-        return importlib.metadata.version("affect-monitor")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
+from app.provenance import DEFAULT_MODEL
+
 NO_SOURCES = ("No camera and no microphone found. Open a video or audio file "
               "(File ▸ Open, Ctrl+O).")
 

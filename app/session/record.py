@@ -27,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from app.analyze import DEFAULT_MODEL
+from app.provenance import DEFAULT_MODEL
 from app.pipeline import Engine
 from app.session import layout, schema
 from app.session.recorder import RecorderError, SessionRecorder

@@ -64,7 +64,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from app.analyze import sha256_of, software_version
+from app.provenance import sha256_of, software_version
 from app.pipeline import Engine, EngineEvent, Prediction, Subscription
 from app.session import layout
 from app.session.lsl import clean, marker_text

@@ -6,7 +6,8 @@ import logging
 import sys
 from pathlib import Path
 
-from app.analyze import CHUNK_STEPS, DEFAULT_MODEL
+from app.analyze import CHUNK_STEPS
+from app.provenance import DEFAULT_MODEL
 from app.study.engines import ClusterError
 from app.study.inputs import MEDIA_EXTENSIONS, StudyInputError, find_study_files
 from app.study.run import available_cores, run_study

@@ -10,7 +10,8 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from app.analyze import CHUNK_STEPS, sha256_of
+from app.analyze import CHUNK_STEPS
+from app.provenance import sha256_of
 from app.study.engines import run_cluster, run_here, run_pool
 from app.study.inputs import StudyFile
 from app.study.table import study_row, write_failures, write_study_table

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.analyze import (CHUNK_STEPS, analyze_file, sha256_of, summarise,
-                         write_predictions)
+from app.analyze import CHUNK_STEPS, analyze_file, summarise, write_predictions
+from app.provenance import sha256_of
 from app.vad import load_voice_detector, voice_detector_name
 from models.faces import FaceTracker
 from models.runtime import AffectSession
