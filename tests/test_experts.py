@@ -109,6 +109,27 @@ def test_the_voice_moves_the_output_while_a_face_is_seen(tiny_model):
     assert np.abs(heard - silent).mean() > 1e-3
 
 
+def test_silence_beside_a_face_gives_the_face_reading_whatever_the_voice_expert_says():
+    """A muted microphone must not pull the output towards the voice expert's reading of
+    nothing; once speech is heard, the voice has its say."""
+    torch.manual_seed(1)
+    model = build_network(preset("tiny-experts")).eval()
+    with torch.no_grad():  # a voice expert that claims the highest confidence it can
+        model.voice.precision[-1].bias.fill_(50.0)
+    steps = 75
+    config = model.config
+    face = torch.rand(1, steps, config.face_channels, config.face_size, config.face_size)
+    mask = torch.ones(1, steps)
+    h, c = model.initial_state(1)
+    with torch.no_grad():
+        silent = model.experts(torch.zeros(1, steps, 640), face, mask, h, c)
+        fused = model.fuse(silent, mask)
+        speech = torch.from_numpy(speech_like()[:steps * 640].reshape(1, steps, 640))
+        heard = model.fuse(model.experts(speech, face, mask, h, c), mask)
+    torch.testing.assert_close(fused, silent["face"], atol=1e-4, rtol=0)
+    assert (heard - silent["face"]).abs().mean() > 0.05
+
+
 def test_live_stream_matches_offline_analysis_with_the_packed_state(tiny_model):
     session = AffectSession(tiny_model)
     audio = speech_like(1.2)

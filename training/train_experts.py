@@ -75,6 +75,11 @@ class FusionRecipe:
     p_mismatch: float = 0.5
     epochs: int = 300
     lr: float = 1e-2
+    # The voice's confidence learns how often the voice is right, so it must see readings
+    # of voices the reading expert never heard: with k folds, k extra voice experts each
+    # train without one fold of the training actors and read that fold's sequences.
+    # 0 = the shipped voice expert reads its own training voices (over-confident).
+    cross_fit_folds: int = 0
 
 
 @dataclass(frozen=True)
@@ -185,11 +190,9 @@ def stream_loss(voice_expert, streams, stream_targets, train: bool) -> torch.Ten
     return ccc_loss_rows(reading.reshape(-1, 2)[valid], target.reshape(-1, 2)[valid])
 
 
-def train_voice(model, recipe: Recipe, data_root: Path, log) -> dict:
-    from training.data.ravdess import load_ravdess, split_actors
-
-    voice, settings = model.voice, recipe.voice
-    train, valid = split_actors(load_ravdess(data_root / "ravdess-speech-16k"))
+def train_voice(voice, recipe: Recipe, train, valid, log) -> dict:
+    """Train ``voice`` (a VoiceExpert) on RAVDESS clips ``train``; ``valid`` picks the epoch."""
+    settings = recipe.voice
     rng = np.random.default_rng(recipe.seed)
     started = time.time()
     train_items, train_targets, train_actors = [], [], []
@@ -264,39 +267,74 @@ def train_voice(model, recipe: Recipe, data_root: Path, log) -> dict:
 
 # ----- stage 3: the fusion -----
 
+def actor_folds(clips, folds: int) -> list[np.ndarray]:
+    """The training actors in ``folds`` groups of whole pairs (RAVDESS's odd actors are male,
+    even female, so every fold has both)."""
+    actors = np.unique(clips.actor)
+    fold_of = (np.arange(len(actors)) // 2) % folds
+    return [actors[fold_of == k] for k in range(folds)]
+
+
+def clips_of(clips, actors) -> object:
+    return clips.subset(np.flatnonzero(np.isin(clips.actor, actors)))
+
+
+def cross_fitted_voices(model, recipe: Recipe, train, valid, log) -> list[tuple]:
+    """[(voices, expert that never heard them)]: one pair per fold, or all training voices
+    with the shipped expert when cross-fitting is off."""
+    from training.voice_expert import VoiceExpert
+
+    folds = recipe.fusion.cross_fit_folds
+    if not folds:
+        return [(train, model.voice)]
+    pairs = []
+    for fold, held in enumerate(actor_folds(train, folds)):
+        expert = VoiceExpert(hidden=model.config.voice_hidden,
+                             memory_seconds=model.config.voice_memory_seconds)
+        rest = clips_of(train, np.setdiff1d(np.unique(train.actor), held))
+        log(f"fusion: voice expert {fold + 1}/{folds} without actors {held.tolist()}")
+        figures = train_voice(expert, recipe, rest, valid, log)
+        log(f"fusion: it scores held-out clips CCC {figures['arousal']:.3f} / "
+            f"{figures['valence']:.3f}")
+        pairs.append((clips_of(train, held), expert.eval()))
+    return pairs
+
+
 @torch.no_grad()
-def encoded_sequences(model, recipe: Recipe, data_root: Path):
-    """Synthetic training sequences through both frozen experts: encodings and targets."""
-    from training.data.ferplus import load_ferplus
-    from training.data.ravdess import load_ravdess, split_actors
+def encoded_sequences(model, recipe: Recipe, faces, voice_pairs) -> dict:
+    """Synthetic training sequences through the frozen face expert and, for each group of
+    voices, the voice expert paired with them: encodings, voice readings and targets."""
     from training.data.sequences import (SequenceDataset, SyntheticBuilder, SyntheticConfig,
                                          collate_sequences)
 
     settings = recipe.fusion
-    faces = load_ferplus(data_root / "ferplus", "FER2013Train")
-    voices = split_actors(load_ravdess(data_root / "ravdess-speech-16k"))[0]
     config = SyntheticConfig(seconds=settings.seconds, p_face_missing=settings.p_face_missing,
                              p_silence=settings.p_silence, p_mismatch=settings.p_mismatch)
-    builder = SyntheticBuilder.from_data(faces, voices, model.config.face_crop, config)
-    dataset = SequenceDataset(builder, settings.sequences, recipe.seed)
     model.eval()
-    parts = {"face": [], "voice": [], "face_mask": [], "target": []}
-    for start in range(0, len(dataset), 8):
-        batch = collate_sequences([dataset[i] for i in range(start, min(start + 8,
-                                                                         len(dataset)))])
-        h, c = model.initial_state(batch["audio"].shape[0])
-        face_state, voice_state = model.split_state(h, c)
-        parts["face"].append(model.face.encode(batch["face"], batch["face_mask"],
-                                               *face_state)[0])
-        parts["voice"].append(model.voice.encode(batch["audio"], *voice_state)[0])
-        parts["face_mask"].append(batch["face_mask"])
-        parts["target"].append(batch["target"])
+    parts = {"face": [], "voice": [], "voice_reading": [], "face_mask": [], "target": []}
+    for group, (voices, voice_expert) in enumerate(voice_pairs):
+        builder = SyntheticBuilder.from_data(faces, voices, model.config.face_crop, config)
+        dataset = SequenceDataset(builder, settings.sequences // len(voice_pairs),
+                                  recipe.seed + group)
+        for start in range(0, len(dataset), 8):
+            batch = collate_sequences([dataset[i] for i in range(start, min(start + 8,
+                                                                             len(dataset)))])
+            h, c = model.initial_state(batch["audio"].shape[0])
+            face_state, (voice_h, voice_c, sums) = model.split_state(h, c)
+            parts["face"].append(model.face.encode(batch["face"], batch["face_mask"],
+                                                   *face_state)[0])
+            encoded = voice_expert.encode(batch["audio"], voice_h, voice_c, sums)[0]
+            parts["voice"].append(encoded[..., voice_expert.lstm.hidden_size:])
+            parts["voice_reading"].append(voice_expert.read(encoded)[0])
+            parts["face_mask"].append(batch["face_mask"])
+            parts["target"].append(batch["target"])
     return {key: torch.cat(value) for key, value in parts.items()}
 
 
-def train_fusion(model, recipe: Recipe, data_root: Path, log) -> dict:
+def train_fusion(model, recipe: Recipe, faces, voice_pairs, log) -> dict:
+    """Train the two confidence heads on synthetic sequences; both readings are frozen."""
     started = time.time()
-    data = encoded_sequences(model, recipe, data_root)
+    data = encoded_sequences(model, recipe, faces, voice_pairs)
     log(f"fusion: {len(data['target'])} synthetic sequences through both experts in "
         f"{time.time() - started:.0f} s")
     heads = [model.face.precision, model.voice.precision]
@@ -304,12 +342,13 @@ def train_fusion(model, recipe: Recipe, data_root: Path, log) -> dict:
                                  recipe.fusion.lr)
     with torch.no_grad():
         face_reading = model.face.read(data["face"])[0]
-        voice_reading = model.voice.read(data["voice"])[0]
+    voice_reading = data["voice_reading"]
     target = data["target"].reshape(-1, 2)
     for epoch in range(recipe.fusion.epochs):
         readings = {"face": face_reading, "voice": voice_reading,
                     "face_log_precision": model.face.read(data["face"])[1],
-                    "voice_log_precision": model.voice.read(data["voice"])[1]}
+                    "voice_log_precision": model.voice.log_precision(data["voice"],
+                                                                     voice_reading)}
         fused = model.fuse(readings, data["face_mask"]).reshape(-1, 2)
         loss = ccc_loss_rows(fused, target)
         optimiser.zero_grad()
@@ -357,8 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     model = ExpertsNet(recipe.network_config)
     load_face_pathway(model.face, Path(recipe.face_source))
     log(f"face: expert from {recipe.face_source}")
-    figures = {"voice": train_voice(model, recipe, args.data_root, log)}
-    figures["fusion"] = train_fusion(model, recipe, args.data_root, log)
+    from training.data.ferplus import load_ferplus
+    from training.data.ravdess import load_ravdess, split_actors
+
+    train, valid = split_actors(load_ravdess(args.data_root / "ravdess-speech-16k"))
+    figures = {"voice": train_voice(model.voice, recipe, train, valid, log)}
+    voice_pairs = cross_fitted_voices(model, recipe, train, valid, log)
+    faces = load_ferplus(args.data_root / "ferplus", "FER2013Train")
+    figures["fusion"] = train_fusion(model, recipe, faces, voice_pairs, log)
     card = {"training_command": "python -m training.train_experts " + " ".join(
         argv if argv is not None else sys.argv[1:]), "recipe": recipe.text,
         "training_data": ["FER+ FER2013Train (face, via " + recipe.face_source + ")",

@@ -39,6 +39,7 @@ SUM_OFFSET = 8.0
 # Voicing (normalised autocorrelation peak) below 0.45 is noise or breath, above 0.75 clear
 # voice: the weight of a window in the statistics ramps between the two.
 VOICED_FROM, VOICED_FULL = 0.45, 0.75
+CONFIDENCE_HIDDEN = 16
 
 
 class RunningSums(nn.Module):
@@ -80,11 +81,15 @@ class VoiceExpert(nn.Module):
         # log of the voiced weight seen (how much evidence there is); current window:
         # descriptors (d), voicing weight, energy relative to the running mean energy
         self.in_features = 2 * d + 3 + d + 2
+        self.evidence_index = 2 * d + 2  # log1p(voiced weight in the fading window)
         self.dropout = nn.Dropout(dropout)
         self.lstm = nn.LSTM(self.in_features, hidden, layers, batch_first=True)
         self.head = nn.Linear(hidden, 2)
-        # The confidence also sees the statistics directly: how much voice was heard.
-        self.precision = nn.Linear(hidden + self.in_features, 2)
+        # The confidence reads the statistics and the reading, not the LSTM's units: the
+        # fusion stage can then train it on readings of voices this expert never heard
+        # (cross-fitted experts, training/train_experts.py), whose LSTM units differ.
+        self.precision = nn.Sequential(nn.Linear(self.in_features + 2, CONFIDENCE_HIDDEN),
+                                       nn.Tanh(), nn.Linear(CONFIDENCE_HIDDEN, 2))
 
     @property
     def state_size(self) -> int:
@@ -113,8 +118,21 @@ class VoiceExpert(nn.Module):
         """-> (reading [B,T,2], log precision [B,T,2])."""
         outputs = encoded[..., :self.lstm.hidden_size]
         reading = torch.tanh(self.head(outputs))
-        log_precision = self.precision(encoded).clamp(-8.0, 8.0)
-        return reading, log_precision
+        return reading, self.log_precision(encoded[..., self.lstm.hidden_size:], reading)
+
+    def log_precision(self, features, reading):
+        """Confidence from the statistics [B,T,in_features] and a reading [B,T,2].
+
+        Gated by the voiced evidence of the last seconds: where no voice has been heard
+        (digital silence, a muted microphone) the voice gets no say beside a face,
+        whatever the learnt part says."""
+        learnt = self.precision(torch.cat([features, reading], dim=-1)).clamp(-8.0, 8.0)
+        # exp - 1, not expm1: ONNX has no expm1
+        heard = torch.exp(features[..., self.evidence_index:self.evidence_index + 1]) - 1.0
+        # floor 1e-12: beside any face (log precision >= -8) the silent voice's weight is
+        # below 1e-5 of the face's; without a face it is still > 0, so the output is the
+        # voice reading rather than 0 / 0
+        return learnt + torch.log(heard / (heard + 1.0) + 1e-12)
 
     def statistics(self, raw: torch.Tensor, state: torch.Tensor):
         """[B,T,43] descriptors, sums [1,B,K] -> ([B,T,in_features], new sums)."""
