@@ -18,7 +18,11 @@ only says where the data and the outputs are. Three stages, each fast on a 2-cor
           FER2013Train faces and RAVDESS actors 1-16 voices in which a share of the segments
           show a face and a voice that disagree (target: the mean of the two), some have no
           face and some no voice. Both experts are frozen, so their LSTM outputs are
-          computed once and the heads train on them in seconds.
+          computed once and the heads train on them in seconds. With cross-fitting
+          ([fusion] cross_fit_folds), each fold's voices are read by an extra voice expert
+          trained without them, so the voice's confidence learns how good the voice is on
+          voices it has not heard, as in use (the shipped expert knows its training voices
+          too well: trusting it there over-weights its valence).
 
 Writes OUT/experts.pt (a checkpoint training.export reads) and OUT/train.json (figures).
 """
@@ -54,6 +58,11 @@ class VoiceRecipe:
     speed: float = 0.1  # playback speed within 1 +- speed
     gain_db: tuple[float, float] = (-30.0, 20.0)
     snr_db: tuple[float, float] = (20.0, 50.0)  # noise floor under the clip's loud windows
+    # Microphone and channel colouring: a spectral tilt within +-tilt_db_per_octave (about
+    # 1 kHz) and a low-pass edge drawn from lowpass_hz (a codec or a cheap microphone);
+    # 0 / () = off. Another corpus's voices differ from RAVDESS's studio recordings this way.
+    tilt_db_per_octave: float = 0.0
+    lowpass_hz: tuple[float, float] = ()
     # The weights of every epoch from this one on are also averaged (stochastic weight
     # averaging, Izmailov et al. 2018); the average is kept when it scores better than the
     # best single epoch. 0 = off.
@@ -105,7 +114,7 @@ def read_recipe(path: Path) -> Recipe:
     try:
         voice = raw.get("voice", {})
         fusion = raw.get("fusion", {})
-        for key in ("gain_db", "snr_db"):
+        for key in ("gain_db", "snr_db", "lowpass_hz"):
             if key in voice:
                 voice[key] = tuple(voice[key])
         return Recipe(name=raw["name"], preset=raw["preset"], face_source=raw["face"]["source"],
@@ -123,12 +132,29 @@ def augmented_copy(samples: np.ndarray, recipe: VoiceRecipe,
     factor = rng.uniform(1.0 - recipe.speed, 1.0 + recipe.speed)
     positions = np.arange(int(len(samples) / factor)) * factor
     samples = np.interp(positions, np.arange(len(samples)), samples)
+    if recipe.tilt_db_per_octave or recipe.lowpass_hz:
+        samples = coloured(samples, recipe, rng)
     loud = np.quantile(np.sqrt(np.mean(
         samples[:len(samples) // 640 * 640].reshape(-1, 640) ** 2, axis=1)), 0.85)
     noise = loud * 10 ** (-rng.uniform(*recipe.snr_db) / 20)
     samples = samples + rng.standard_normal(len(samples)) * noise
     gain = 10 ** (rng.uniform(*recipe.gain_db) / 20)
     return np.clip(samples * gain, -1.0, 1.0).astype(np.float32)
+
+
+def coloured(samples: np.ndarray, recipe: VoiceRecipe, rng: np.random.Generator) -> np.ndarray:
+    """A random spectral tilt and low-pass edge, applied in the frequency domain."""
+    spectrum = np.fft.rfft(samples)
+    hz = np.fft.rfftfreq(len(samples), 1.0 / 16000)
+    octaves = np.log2(np.maximum(hz, 50.0) / 1000.0)
+    tilt = rng.uniform(-1.0, 1.0) * recipe.tilt_db_per_octave
+    response = 10 ** (tilt * octaves / 20)
+    if recipe.lowpass_hz:
+        edge = rng.uniform(*recipe.lowpass_hz)
+        # a cosine roll-off over 500 Hz above the edge, then -60 dB
+        ramp = np.clip((hz - edge) / 500.0, 0.0, 1.0)
+        response = response * (1e-3 + (1 - 1e-3) * 0.5 * (1 + np.cos(np.pi * ramp)))
+    return np.fft.irfft(spectrum * response, len(samples))
 
 
 def clip_descriptors(voice_expert, samples: np.ndarray) -> np.ndarray:
