@@ -56,14 +56,18 @@ def voice_sets(settings, data_root: Path, crop, seed: int):
                  VoiceOnlyBuilder(valid_voices, crop, settings.steps))
 
 
+def check_fused(settings) -> None:
+    if settings.face_rehearsal + settings.voice_rehearsal >= 1:
+        raise ValueError("fused.face_rehearsal plus fused.voice_rehearsal must stay below 1 "
+                         "(the rest are the stage's own sequences)")
+
+
 def fused_sets(settings, data_root: Path, crop, seed: int):
     """Synthetic face + voice sequences (training/data/sequences.py). The fused stage is the
     only one that shows the LSTM both modalities, and it must not forget how to read each
     alone: ``face_rehearsal`` and ``voice_rehearsal`` of the training sequences are FER+
     faces alone and whole RAVDESS clips alone."""
-    if settings.face_rehearsal + settings.voice_rehearsal >= 1:
-        raise ValueError("fused.face_rehearsal plus fused.voice_rehearsal must stay below 1 "
-                         "(the rest are the stage's own sequences)")
+    check_fused(settings)
     train_faces, valid_faces = (_faces(data_root, split)
                                 for split in ("FER2013Train", "FER2013Valid"))
     train_voices, valid_voices = _voices(data_root)

@@ -39,7 +39,9 @@ from torch.utils.data.distributed import DistributedSampler
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.losses import category_loss, modality_ccc_loss, regression_metrics
 from training.network import AffectNet, with_audio_branch
+from training.data.sequences import collate_sequences
 from training.recipe import Recipe, read_recipe, trainer_module
+from training.stage_data import check_fused, stage_sets
 
 # ----- the recipe of end-to-end training -----
 
@@ -467,8 +469,8 @@ def check_stages(recipe: StagedRecipe) -> None:
     if "recordings" in recipe.stages and not recipe.recordings.dataset:
         raise ValueError("the recordings stage needs recordings.dataset (recola:PATH, "
                          "manifest:CSV or sessions:FOLDER)")
-    if recipe.fused.face_rehearsal + recipe.fused.voice_rehearsal >= 1:
-        raise ValueError("fused.face_rehearsal plus fused.voice_rehearsal must stay below 1")
+    if "fused" in recipe.stages:
+        check_fused(recipe.fused)
 
 
 def report_stage(stage: str, best: dict, folder: Path) -> None:
@@ -479,9 +481,6 @@ def report_stage(stage: str, best: dict, folder: Path) -> None:
 
 
 def train_stage(run: StageRun, distributed: Distributed) -> dict:
-    from training.data.sequences import collate_sequences
-    from training.stage_data import stage_sets
-
     source = load_checkpoint(run.init)[0].config if run.init else run.recipe.network_config
     train_set, valid_set = stage_sets(run.stage, run.settings, Path(run.recipe.data.root),
                                       source.face_crop, run.recipe.seed)
