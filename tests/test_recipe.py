@@ -23,6 +23,10 @@ TINY_EXPERTS = Path(__file__).parent / "recipes" / "tiny_experts.toml"
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("AFFECT_CACHE_DIR", str(tmp_path / "cache"))
+    yield
+    # Training flushes denormal floats to zero for the whole process (a CPU speed-up);
+    # later tests in this process (hypothesis's float strategies) need IEEE subnormals.
+    torch.set_flush_denormal(False)
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)

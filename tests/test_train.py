@@ -30,6 +30,10 @@ def tiny_args(corpora, out, *sets: str, stages: str = "fused") -> list[str]:
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("AFFECT_CACHE_DIR", str(tmp_path / "cache"))
+    yield
+    # Training flushes denormal floats to zero for the whole process (a CPU speed-up);
+    # later tests in this process (hypothesis's float strategies) need IEEE subnormals.
+    torch.set_flush_denormal(False)
 
 
 @pytest.mark.parametrize("stage", ["face", "voice", "fused"])
