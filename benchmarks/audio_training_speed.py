@@ -1,4 +1,4 @@
-"""Training speed of the audio CNN: float32, `--audio-fft` and `--audio-bfloat16`.
+"""Training speed of the audio CNN: float32, through the FFT, and in bfloat16.
 
     python benchmarks/audio_training_speed.py [--windows 1200] [--repeats 5] [--threads 2]
 
@@ -7,8 +7,8 @@ one voice-stage batch of 40 ms windows (default 16 clips x 75 steps), median of 
 repeats, for plain float32, the second convolution through the FFT, and bfloat16
 autocast, and prints each speed-up. It also reports whether this CPU has native bfloat16
 (AVX-512 BF16 or AMX): without it bfloat16 autocast on CPU is emulated and slower than
-float32 (0.17x on an AMD EPYC with AVX2 only), so `affect-train --audio-bfloat16` trains
-in float32 there.
+float32 (0.17x on an AMD EPYC with AVX2 only). No recipe trains this way (the affect-train
+options were deleted); the measurements: docs/experiments/2026-12-01-audio-training-speed.md.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import torch
 
 from training.audio_descriptors import DESCRIPTORS, F0_REFERENCE_HZ, MEL_BANDS, AcousticDescriptors
 from training.network import AffectNet, preset, with_audio_branch
-from training.voice_probe import pitch
+from training.probes.voice_probe import pitch
 
 RATE = 16000
 

@@ -105,14 +105,25 @@ def test_the_readme_uses_only_options_the_commands_have(capsys, monkeypatch):
             assert flag in options[command], f"README: `{line.strip()}`: no {flag}"
 
 
-@pytest.mark.parametrize("module", ["training.train", "training.export", "training.evaluate",
-                                    "training.train_experts"])
+@pytest.mark.parametrize("module", ["training.train", "training.export", "training.evaluate"])
 def test_training_commands_describe_every_option(module, capsys, monkeypatch):
-    """affect-train, affect-export, affect-eval and the recipe trainer: every option says
-    what it does in --help."""
+    """affect-train, affect-export and affect-eval: every option says what it does in
+    --help."""
     import importlib
 
     parser = parser_of(importlib.import_module(module).main, ["--help"], monkeypatch)
     missing = [action.option_strings or action.dest for action in parser._actions
                if not action.help or action.help == argparse.SUPPRESS]
     assert not missing, f"{module} --help: no description for {missing}"
+
+
+def test_affect_train_lists_at_most_8_options(capsys, monkeypatch):
+    """Everything else is in the recipe file: --config, --out, --init, --resume, --set."""
+    from training.train import main
+
+    parser = parser_of(main, ["--help"], monkeypatch)
+    printed = capsys.readouterr().out
+    options = [action.option_strings[0] for action in parser._actions]
+    assert len(options) <= 8, options
+    assert {"--config", "--out", "--init", "--resume", "--set"} <= set(options)
+    assert all(f"  {option}" in printed for option in options)

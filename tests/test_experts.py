@@ -173,13 +173,14 @@ def test_checkpoint_of_an_experts_model_rebuilds_it(tmp_path):
 
 
 def test_the_shipped_recipe_file_reads(tmp_path):
-    from training.train_experts import read_recipe
+    from training.recipe import RecipeError, read_recipe
+    from training.train_experts import Recipe
 
     root = Path(__file__).resolve().parents[1]
     recipe = read_recipe(root / "training" / "recipes" / "default.toml")
-    assert recipe.network_config.fusion == "experts"
+    assert isinstance(recipe, Recipe) and recipe.network_config.fusion == "experts"
     assert recipe.voice.gain_db == (-30.0, 20.0)
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\npreset = "experts"\n')
-    with pytest.raises(ValueError, match="not a valid experts recipe"):
+    with pytest.raises(RecipeError, match="has no face"):
         read_recipe(bad)

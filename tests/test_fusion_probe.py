@@ -1,7 +1,7 @@
-"""training.fusion_probe: the weights a fused output gives the face and the voice readings."""
+"""training.probes.fusion_probe: the weights a fused output gives the face and the voice readings."""
 import numpy as np
 
-from training.fusion_probe import main, probe, reading_weights
+from training.probes.fusion_probe import main, probe, reading_weights
 
 
 def test_reading_weights_recover_a_known_mix():

@@ -1,7 +1,9 @@
-"""A recorded session with self-ratings fine-tunes the model: `affect-train --stage
-recordings --dataset sessions:FOLDER` on a folder the recorder wrote (real A/V file,
-real decoders, the tiny preset on CPU)."""
+"""A recorded session with self-ratings fine-tunes the model: `affect-train --config
+training/recipes/sessions.toml --set recordings.dataset=sessions:FOLDER` on a folder the
+recorder wrote (real A/V file, real decoders, the tiny preset on CPU)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +18,8 @@ from models.runtime import AffectSession
 from session_media import make_long_clip
 from test_session_recorder import read_rows
 from training.train import main as train_main
+
+RECIPE = Path(__file__).resolve().parents[1] / "training" / "recipes" / "sessions.toml"
 
 SECONDS = 4.0
 
@@ -50,8 +54,9 @@ def test_a_recorded_session_with_self_ratings_trains_for_a_few_steps(tiny_model_
     assert float(next(r["arousal"] for r in ratings if float(r["time_s"]) == 1.0)) == 0.0
 
     out = tmp_path / "run"
-    assert train_main(["--preset", "tiny", "--stage", "recordings", "--dataset",
-                       f"sessions:{sessions}", "--steps", "25", "--batch-size", "2",
-                       "--epochs", "1", "--out", str(out)]) == 0
-    last = torch.load(out / "last.pt", weights_only=True)
+    assert train_main(["--config", str(RECIPE), "--out", str(out), "--set", "preset=tiny",
+                       "--set", f"recordings.dataset=sessions:{sessions}",
+                       "--set", "recordings.steps=25", "--set", "recordings.batch_size=2",
+                       "--set", "recordings.epochs=1"]) == 0
+    last = torch.load(out / "recordings" / "last.pt", weights_only=True)
     assert last["step"] >= 1 and last["card"]["validation"]["n"] > 0

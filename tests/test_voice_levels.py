@@ -1,11 +1,11 @@
-"""training.voice_levels: the speech level of a clip, and what it shows on RAVDESS."""
+"""training.probes.voice_levels: the speech level of a clip, and what it shows on RAVDESS."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from training.data.ravdess import load_ravdess
-from training.voice_levels import actor_levels, main, speech_level_db
+from training.probes.voice_levels import actor_levels, main, speech_level_db
 
 RATE = 16_000
 

@@ -1,10 +1,10 @@
-"""training.voice_probe: the reference pitch track and the model's audio branch read from ONNX."""
+"""training.probes.voice_probe: the reference pitch track and the model's audio branch read from ONNX."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from training.voice_probe import model_audio_branch, model_features, pitch, ridge_ccc, windows
+from training.probes.voice_probe import model_audio_branch, model_features, pitch, ridge_ccc, windows
 
 ROOT = Path(__file__).resolve().parents[1]
 

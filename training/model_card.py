@@ -32,10 +32,10 @@ LICENCE = ("CC BY-NC-SA 4.0, non-commercial: inherited from RAVDESS; FER2013 ima
 
 # The audio branch's last step (NetworkConfig.audio_pooling), and why where it is not the paper's.
 AUDIO_POOLING = {
-    "filters": ("max-pool 10 across filters -> 1,280 features", None),
+    "filters": "max-pool 10 across filters -> 1,280 features",
     "time": ("log(1 + max) and log(1 + mean) of each filter over\n  the window -> 80 "
-             "features (the paper: max-pool 10 across filters; why: below)",
-             Path(__file__).with_name("model_card_audio_pooling.md")),
+             "features (the paper: max-pool 10 across filters; why:\n  "
+             "docs/experiments/2026-11-28-audio-front-end.md)"),
 }
 
 # The card's line for NetworkConfig.audio_descriptors (not in the paper).
@@ -43,7 +43,7 @@ AUDIO_DESCRIPTORS = (
     "- beside the audio CNN, fixed acoustic descriptors of each window, with no trained\n"
     "  weights (`training/audio_descriptors.py`): 40 log-mel bands relative to their mean, log\n"
     "  energy, F0 at the normalised autocorrelation peak in 60-400 Hz and that peak's height\n"
-    "  (voicing) -> 43 more features for the LSTM (not in the paper; why: below);\n")
+    "  (voicing) -> 43 more features for the LSTM (not in the paper);\n")
 
 # What each evaluation folder measures and the command that reproduces it.
 EVALUATIONS = {
@@ -163,14 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     training_time = args.time.read_text().strip() if args.time and args.time.is_file() else "?"
     # the model's own architecture; models exported before the spec carried it: its preset's
     network = spec.network or preset(spec.preset).to_dict()
-    pooling, pooling_note = AUDIO_POOLING[network.get("audio_pooling", "filters")]
     card = args.template.read_text().format(
         face_hidden=network.get("lstm_hidden"), voice_hidden=network.get("voice_hidden"),
         memory=network.get("voice_memory_seconds", 0), state=f"{spec.lstm_layers}, batch, "
         f"{spec.lstm_hidden}", **benchmark_outputs(args.evals),
-        audio_pooling=pooling,
+        audio_pooling=AUDIO_POOLING[network.get("audio_pooling", "filters")],
         audio_descriptors=AUDIO_DESCRIPTORS if network.get("audio_descriptors") else "",
-        audio_pooling_note=pooling_note.read_text() + "\n" if pooling_note else "",
         name=spec.name, preset=spec.preset, audio_gain=network["audio_gain"],
         audio_filters=network["audio_filters"], audio_kernel=network.get("audio_kernel", 20),
         audio_dropout=network["audio_dropout"], face_size=spec.face.size,

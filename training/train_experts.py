@@ -1,13 +1,13 @@
-"""Train the default model's design (training/experts.py) from one recipe file.
+"""Train the default model's design (training/experts.py) from a recipe file.
 
-    python -m training.train_experts training/recipes/default.toml --data-root ../shared/data \
-        --out runs/v6
+    affect-train --config training/recipes/default.toml --out runs/v6
 
-Every option is in the recipe (a TOML file, saved whole in the checkpoint); the command line
-only says where the data and the outputs are. Three stages, each fast on a 2-core CPU:
+(`affect-train` dispatches here for an experts network.) Every option is in the recipe, saved
+whole in the checkpoint. Three stages, each fast on a 2-core CPU:
 
 1. face   the face expert starts from a single-LSTM model's face pathway
-          (training/warm_start.py; [face] source), unchanged: it already reads FER+ faces.
+          (training/warm_start.py; recipe key face.source: an ONNX file, or git:COMMIT:PATH
+          for one in this repository's history), unchanged: it already reads FER+ faces.
 2. voice  the voice expert alone on RAVDESS actors 1-16: fixed descriptors are computed once
           per clip for several augmented copies (playback speed, gain over the whole
           -30..+20 dB range with clipping, a noise floor at a random signal-to-noise ratio),
@@ -28,9 +28,8 @@ Writes OUT/experts.pt (a checkpoint training.export reads) and OUT/train.json (f
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +39,8 @@ import torch
 
 from training.checkpoint import save_checkpoint
 from training.losses import ccc
-from training.network import NetworkConfig, preset
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from training.recipe import Recipe as CommonRecipe
+from training.recipe import RecipeError
 
 
 @dataclass(frozen=True)
@@ -92,36 +87,20 @@ class FusionRecipe:
 
 
 @dataclass(frozen=True)
-class Recipe:
-    name: str
-    preset: str
-    face_source: str
-    seed: int = 0
-    network: dict | None = None  # overrides of the preset's NetworkConfig
+class FaceSource:
+    # The single-LSTM model (ONNX) whose face pathway the face expert starts from: a path,
+    # or git:COMMIT:PATH for a file in this repository's history.
+    source: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe(CommonRecipe):
+    face: FaceSource
     voice: VoiceRecipe = VoiceRecipe()
     fusion: FusionRecipe = FusionRecipe()
-    text: str = ""
-
-    @property
-    def network_config(self) -> NetworkConfig:
-        values = {**preset(self.preset).to_dict(), **(self.network or {})}
-        return NetworkConfig.from_dict(values)
 
 
-def read_recipe(path: Path) -> Recipe:
-    text = path.read_text()
-    raw = tomllib.loads(text)
-    try:
-        voice = raw.get("voice", {})
-        fusion = raw.get("fusion", {})
-        for key in ("gain_db", "snr_db", "lowpass_hz"):
-            if key in voice:
-                voice[key] = tuple(voice[key])
-        return Recipe(name=raw["name"], preset=raw["preset"], face_source=raw["face"]["source"],
-                      seed=raw.get("seed", 0), network=raw.get("network"),
-                      voice=VoiceRecipe(**voice), fusion=FusionRecipe(**fusion), text=text)
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"{path}: not a valid experts recipe ({error})") from None
+RECIPE = Recipe  # this trainer's schema (training/recipe.py)
 
 
 # ----- stage 2: the voice -----
@@ -390,19 +369,30 @@ def train_fusion(model, recipe: Recipe, faces, voice_pairs, log) -> dict:
     return {"seconds": round(time.time() - started), "train_ccc": scores}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.train_experts",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("recipe", type=Path, help="recipe file (training/recipes/*.toml)")
-    parser.add_argument("--data-root", type=Path, required=True,
-                        help="folder with ferplus/ and ravdess-speech-16k/")
-    parser.add_argument("--out", type=Path, required=True, help="run folder")
-    args = parser.parse_args(argv)
-    try:
-        recipe = read_recipe(args.recipe)
-    except (OSError, ValueError, tomllib.TOMLDecodeError) as error:
-        print(f"train_experts: {error}", file=sys.stderr)
-        return 2
+def face_source_file(source: str, out: Path) -> Path:
+    """The face expert's source model: the path itself, or git:COMMIT:PATH taken from this
+    repository's history into OUT (e.g. affect-small-v5, the last model of one LSTM)."""
+    if not source.startswith("git:"):
+        return Path(source)
+    parts = source.split(":", 2)
+    commit, path = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
+    root = Path(__file__).resolve().parents[1]
+    shown = subprocess.run(["git", "-C", str(root), "show", f"{commit}:{path}"],
+                           capture_output=True) if commit and path else None
+    if shown is None or shown.returncode != 0:
+        raise RecipeError(f"face.source {source}: not in this checkout's git history "
+                          "(write git:COMMIT:PATH, or give the ONNX file's path)")
+    target = out / f"face-source-{commit}-{Path(path).name}"
+    target.write_bytes(shown.stdout)
+    return target
+
+
+def run(recipe: Recipe, out: Path, init: Path | None = None, resume: bool = False,
+        command: str = "") -> int:
+    """The three stages into OUT (affect-train's entry for an experts network)."""
+    if init or resume:
+        raise RecipeError("the experts trainer starts from face.source and trains in "
+                          "minutes: it takes no --init or --resume")
     from training.experts import ExpertsNet
     from training.warm_start import load_face_pathway
 
@@ -411,34 +401,32 @@ def main(argv: list[str] | None = None) -> int:
     # The voice expert's tensors are small: one thread is faster than two that wait for
     # each other, and leaves a core for the rest of the machine.
     torch.set_num_threads(1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    log_file = (args.out / "train.log").open("a")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    face_source = face_source_file(recipe.face.source, out)
+    data_root = Path(recipe.data.root)
+    with (out / "train.log").open("a") as log_file:
+        def log(line: str) -> None:
+            print(line, flush=True)
+            log_file.write(line + "\n")
+            log_file.flush()
 
-    def log(line: str) -> None:
-        print(line, flush=True)
-        log_file.write(line + "\n")
-        log_file.flush()
+        model = ExpertsNet(recipe.network_config)
+        load_face_pathway(model.face, face_source)
+        log(f"face: expert from {recipe.face.source}")
+        from training.data.ferplus import load_ferplus
+        from training.data.ravdess import load_ravdess, split_actors
 
-    model = ExpertsNet(recipe.network_config)
-    load_face_pathway(model.face, Path(recipe.face_source))
-    log(f"face: expert from {recipe.face_source}")
-    from training.data.ferplus import load_ferplus
-    from training.data.ravdess import load_ravdess, split_actors
-
-    train, valid = split_actors(load_ravdess(args.data_root / "ravdess-speech-16k"))
-    figures = {"voice": train_voice(model.voice, recipe, train, valid, log)}
-    voice_pairs = cross_fitted_voices(model, recipe, train, valid, log)
-    faces = load_ferplus(args.data_root / "ferplus", "FER2013Train")
-    figures["fusion"] = train_fusion(model, recipe, faces, voice_pairs, log)
-    card = {"training_command": "python -m training.train_experts " + " ".join(
-        argv if argv is not None else sys.argv[1:]), "recipe": recipe.text,
-        "training_data": ["FER+ FER2013Train (face, via " + recipe.face_source + ")",
-                          "RAVDESS speech actors 1-16"]}
-    save_checkpoint(args.out / "experts.pt", model.eval(), recipe.preset, card=card)
-    (args.out / "train.json").write_text(json.dumps(figures, indent=1, default=float))
-    log(f"wrote {args.out / 'experts.pt'}")
+        train, valid = split_actors(load_ravdess(data_root / "ravdess-speech-16k"))
+        figures = {"voice": train_voice(model.voice, recipe, train, valid, log)}
+        voice_pairs = cross_fitted_voices(model, recipe, train, valid, log)
+        faces = load_ferplus(data_root / "ferplus", "FER2013Train")
+        figures["fusion"] = train_fusion(model, recipe, faces, voice_pairs, log)
+        card = {"training_command": command,
+                "training_data": ["FER+ FER2013Train (face, via " + recipe.face.source + ")",
+                                  "RAVDESS speech actors 1-16"]}
+        save_checkpoint(out / "experts.pt", model.eval(), recipe.preset, card=card,
+                        recipe=recipe.to_dict())
+        (out / "train.json").write_text(json.dumps(figures, indent=1, default=float))
+        log(f"wrote {out / 'experts.pt'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

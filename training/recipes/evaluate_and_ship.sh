@@ -26,5 +26,5 @@ if "$python" -c "import opensmile, sklearn" 2>/dev/null; then
         --model "$run/default.onnx" --gains-db 0 -30 -20 -10 10 20
 fi
 quote voice_heard "$python" benchmarks/voice_heard.py --data "$data/cremad-sample" --model "$run/default.onnx"
-quote fusion_probe "$python" -m training.fusion_probe --model "$run/default.onnx" --data "$data"
+quote fusion_probe "$python" -m training.probes.fusion_probe --model "$run/default.onnx" --data "$data"
 "$python" -m training.model_card --model "$run/default.onnx" --evals "$run/eval" --time "$run/time.txt" --clips "$run/eval/cremad" --out models/default.onnx

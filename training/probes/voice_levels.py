@@ -6,7 +6,7 @@ the silence around the speech does not count. Printed per actor: all clips, neut
 calm, angry, and the angry - neutral/calm range. An actor whose calm speech is as loud
 as others' angry speech reads as aroused to a model that learnt arousal from level.
 
-    python -m training.voice_levels --data ../shared/data/ravdess-speech-16k
+    python -m training.probes.voice_levels --data ../shared/data/ravdess-speech-16k
 """
 from __future__ import annotations
 

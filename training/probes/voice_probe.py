@@ -8,7 +8,7 @@ go into ridge regressions fitted on actors 1-16; the CCC on actors 17-20 is prin
 several ridge strengths. If the reference reads valence better than the model's features,
 the audio front end, not the LSTM, is what loses it.
 
-    python -m training.voice_probe --model models/default.onnx --data ../shared/data/ravdess-speech-16k
+    python -m training.probes.voice_probe --model models/default.onnx --data ../shared/data/ravdess-speech-16k
 """
 from __future__ import annotations
 

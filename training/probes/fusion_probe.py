@@ -9,7 +9,7 @@ weight each reading gets; the CCC of each against the target (the mean of what i
 heard) shows what weighing both could gain. A model that ignores the voice whenever a face
 is in view has a = 1, b = 0.
 
-    python -m training.fusion_probe --model models/default.onnx --data ../shared/data
+    python -m training.probes.fusion_probe --model models/default.onnx --data ../shared/data
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def probe(model: Path, data_root: Path, count: int = 16, seed: int = 5) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.fusion_probe",
+    parser = argparse.ArgumentParser(prog="python -m training.probes.fusion_probe",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"),
