@@ -57,7 +57,7 @@ class VoiceRecipe:
     # 1 kHz) and a low-pass edge drawn from lowpass_hz (a codec or a cheap microphone);
     # 0 / () = off. Another corpus's voices differ from RAVDESS's studio recordings this way.
     tilt_db_per_octave: float = 0.0
-    lowpass_hz: tuple[float, float] = ()
+    lowpass_hz: tuple[float, ...] = ()  # (lowest, highest) edge in Hz
     # The weights of every epoch from this one on are also averaged (stochastic weight
     # averaging, Izmailov et al. 2018); the average is kept when it scores better than the
     # best single epoch. 0 = off.
