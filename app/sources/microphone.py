@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from app.sources.base import AudioRing, AudioSource, FaultHandler, SessionClock, SourceError
+from app.sources.base import (
+    AudioRing,
+    AudioSource,
+    CaptureClock,
+    FaultHandler,
+    SourceError,
+)
 
 BLOCK_SAMPLES = 320  # 20 ms per callback: low latency without waking Python too often
 
@@ -69,11 +75,11 @@ class MicrophoneSource(AudioSource):
         self._stream_factory = stream_factory
         self._stream = None
         self._ring: AudioRing | None = None
-        self._clock: SessionClock | None = None
+        self._clock: CaptureClock | None = None
         self._anchored = False
         self._errors: tuple[type[BaseException], ...] = (OSError, RuntimeError)
 
-    def start(self, ring: AudioRing, clock: SessionClock, on_fault: FaultHandler) -> None:
+    def start(self, ring: AudioRing, clock: CaptureClock, on_fault: FaultHandler) -> None:
         self._on_fault = on_fault
         self._ring, self._clock = ring, clock
         factory = self._stream_factory
