@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from app.session import layout
-from app.session.reader import RecordedSession as Session
-from app.session.reader import read_session
+from app.session.reader import RecordedSession as Session, read_session
 
 FORMATS = ("elan", "bids", "carma")
 
