@@ -34,16 +34,8 @@ from typing import Callable, Generic, TypeVar
 
 import numpy as np
 
-from app.sources.base import (
-    AudioRing,
-    AudioSource,
-    CaptureClock,
-    Frame,
-    FrameBuffer,
-    Pacing,
-    SourceError,
-    VideoSource,
-)
+from app.sources.base import (AudioRing, AudioSource, CaptureClock, Frame, FrameBuffer, Pacing,
+                              SourceError, VideoSource)
 from app.sources.silence import SilenceSource
 from app.vad import VoiceDetector, load_voice_detector
 from models.faces import FaceResult, FaceTracker

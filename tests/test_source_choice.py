@@ -8,15 +8,9 @@ import pytest
 
 from app.sources import AudioFileSource, CameraSource, MicrophoneSource, VideoFileSource
 from app.sources.base import Pacing
-from app.sources.choice import (
-    DEFAULT_MICROPHONE,
-    SourceChoice,
-    add_model_argument,
-    add_source_arguments,
-    build_sources,
-    choice_from_args,
-    pacing_from_args,
-)
+from app.sources.choice import (DEFAULT_MICROPHONE, SourceChoice, add_model_argument,
+                                add_source_arguments, build_sources, choice_from_args,
+                                pacing_from_args)
 
 
 def parser():

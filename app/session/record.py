@@ -32,13 +32,8 @@ from app.provenance import DEFAULT_MODEL
 from app.session import layout, schema
 from app.session.recorder import RecorderError, SessionRecorder
 from app.sources import SourceError
-from app.sources.choice import (
-    add_model_argument,
-    add_source_arguments,
-    build_sources,
-    choice_from_args,
-    pacing_from_args,
-)
+from app.sources.choice import (add_model_argument, add_source_arguments, build_sources,
+                                choice_from_args, pacing_from_args)
 from app.vad import load_voice_detector
 from models.faces import FaceDetectorError
 from models.media import MediaError

@@ -7,16 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.sources.base import (
-    AudioRing,
-    AudioSource,
-    CaptureClock,
-    Frame,
-    FrameBuffer,
-    Pacing,
-    SourceError,
-    VideoSource,
-)
+from app.sources.base import (AudioRing, AudioSource, CaptureClock, Frame, FrameBuffer, Pacing,
+                              SourceError, VideoSource)
 from app.sources.camera import CameraDevice, CameraSource, list_cameras
 from app.sources.files import AudioFileSource, VideoFileSource, open_file
 from app.sources.microphone import AudioDevice, MicrophoneSource, list_microphones

@@ -24,6 +24,10 @@ from models.spec import SAMPLE_RATE
 # How long a source that may not drop data (a file) waits for room before checking
 # again whether it was stopped.
 _POLL_S = 0.002
+# Audio is delivered 20 ms at a time, as a sound card does: low latency without waking
+# Python too often (the microphone's callback, a real-time file, silence).
+BLOCK_S = 0.020
+BLOCK_SAMPLES = round(SAMPLE_RATE * BLOCK_S)
 
 
 class SourceError(RuntimeError):

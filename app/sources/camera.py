@@ -14,14 +14,8 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from app.sources.base import (
-    CaptureClock,
-    FaultHandler,
-    Frame,
-    FrameBuffer,
-    SourceError,
-    VideoSource,
-)
+from app.sources.base import (CaptureClock, FaultHandler, Frame, FrameBuffer, SourceError,
+                              VideoSource)
 
 # Consecutive failed reads before the camera counts as gone (~1 s at 30 fps).
 MAX_FAILED_READS = 30

@@ -9,19 +9,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from app.sources.base import (
-    AudioRing,
-    AudioSource,
-    CaptureClock,
-    FaultHandler,
-    Frame,
-    FrameBuffer,
-    Pacing,
-    VideoSource,
-)
+from app.sources.base import (BLOCK_SAMPLES, AudioRing, AudioSource, CaptureClock, FaultHandler,
+                              Frame, FrameBuffer, Pacing, VideoSource)
 from models.media import MediaError, ended_early, iter_audio, probe, read_video_frames
 
-BLOCK_SAMPLES = 320  # realtime pacing releases 20 ms at a time, like a sound card
 FAST_LEAD_S = 0.5  # how far ahead of the pipeline a fast video source may run
 
 

@@ -10,15 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from app.sources.base import (
-    AudioRing,
-    AudioSource,
-    CaptureClock,
-    FaultHandler,
-    SourceError,
-)
-
-BLOCK_SAMPLES = 320  # 20 ms per callback: low latency without waking Python too often
+from app.sources.base import (BLOCK_SAMPLES, AudioRing, AudioSource, CaptureClock, FaultHandler,
+                              SourceError)
 
 PORTAUDIO_MISSING = (
     "the PortAudio library is not installed, so no microphone can be used "

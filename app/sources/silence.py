@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.sources.base import AudioRing, AudioSource, CaptureClock, FaultHandler
+from app.sources.base import BLOCK_S, AudioRing, AudioSource, CaptureClock, FaultHandler
 
-BLOCK_S = 0.020
 
 
 class SilenceSource(AudioSource):
