@@ -1,7 +1,7 @@
 """The live engine: 40 ms audio windows on the sample clock, the frame nearest each
 window's centre, one model step carrying the LSTM state, everything to subscribers.
 
-Threads (see docs/architecture.md): sources fill an ``AudioRing`` and a ``FrameBuffer``
+Threads and clocks (docs/engine.md): sources fill an ``AudioRing`` and a ``FrameBuffer``
 on their own threads; one inference thread turns every ``WINDOW_SAMPLES`` new samples
 into a ``Prediction``. What the engine captures and computes reaches other code only
 through ``Subscription``s, which never make the publisher wait on a slow reader:
