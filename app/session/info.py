@@ -47,7 +47,7 @@ def session_json(recorder) -> dict:
         "media": (files.media_info(recorder.store_media) if files is not None
                   else {"stored": recorder.store_media, "audio": None, "video": None}),
         "baseline": recorder.baseline,
-        "lsl": recorder.lsl_info(),
+        "lsl": recorder.bridge.info() if recorder.lsl and recorder.bridge is not None else None,
         "counts": {"predictions": recorder.predictions_written,
                    "ratings": files.rows(layout.RATINGS) if files is not None else 0,
                    "events": files.rows(layout.EVENTS) if files is not None else 0},

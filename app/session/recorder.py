@@ -111,7 +111,7 @@ class SessionRecorder:
         self.lsl = lsl
         self.lsl_markers_name = lsl_markers_name
         self._shared_outlet = lsl_marker_outlet  # the caller's: pushed on, never closed
-        self._bridge = None  # lsl_bridge.MarkerBridge while recording with lsl
+        self.bridge = None  # lsl_bridge.MarkerBridge while recording with lsl
         self.feeds: EngineFeeds | None = None
         self.files: RecordingFiles | None = None
         self._tracker = BaselineTracker(self.step_s)
@@ -214,11 +214,11 @@ class SessionRecorder:
 
     @property
     def marker_outlet(self):  # the LSL MarkerOutlet pushed on while recording with lsl
-        return self._bridge.outlet if self._bridge is not None else None
+        return self.bridge.outlet if self.bridge is not None else None
 
     @property
     def marker_inlet(self):  # the LSL MarkerInlet recording other apps' markers
-        return self._bridge.inlet if self._bridge is not None else None
+        return self.bridge.inlet if self.bridge is not None else None
 
     def stop(self, timeout: float = 30.0) -> dict:
         """End the recording as a time limit reached now would: the predictions for all
@@ -279,12 +279,12 @@ class SessionRecorder:
     def _open_lsl(self) -> None:
         from app.session.lsl_bridge import MarkerBridge
 
-        self._bridge = MarkerBridge(self.lsl_markers_name, self._lsl_marker,
+        self.bridge = MarkerBridge(self.lsl_markers_name, self._lsl_marker,
                                     self._shared_outlet)
-        self.lsl_markers_name = self._bridge.name
+        self.lsl_markers_name = self.bridge.name
         try:
-            self._bridge.open()
-            self._events.bridge = self._bridge
+            self.bridge.open()
+            self._events.bridge = self.bridge
         except (RuntimeError, OSError) as error:
             self.files.close_quietly()
             self.folder.release()
@@ -294,8 +294,8 @@ class SessionRecorder:
         """Undo a start that failed half way: nothing is left behind but the folder."""
         if self.feeds is not None:
             self.feeds.close()
-        if self._bridge is not None:
-            self._bridge.close()
+        if self.bridge is not None:
+            self.bridge.close()
         self.files.close_quietly()
         self.folder.remove_files()
         self.folder.release()
@@ -309,10 +309,10 @@ class SessionRecorder:
             self._record()
             self.feeds.close()  # sources no longer wait for us; take what is left
             self._write_batch(self.feeds.predictions.drain())
-            if self._bridge is not None:
-                self._bridge.stop_inlet()
+            if self.bridge is not None:
+                self.bridge.stop_inlet()
                 self._user_entries()  # markers that came while the inlet stopped
-                self._bridge.close()
+                self.bridge.close()
             self._finish()
         except Exception as error:  # the disk, or a bug: still close every file, say why
             log.debug("recorder failed", exc_info=True)
@@ -450,9 +450,9 @@ class SessionRecorder:
 
     def _fail(self, error: BaseException) -> None:
         self.feeds.close()
-        if self._bridge is not None:
+        if self.bridge is not None:
             try:
-                self._bridge.close()
+                self.bridge.close()
             except Exception:  # noqa: BLE001 - the disk error is what must be reported
                 log.exception("closing LSL failed")
         message = (f"recording stopped at {self.recorded_s:.1f} s: {describe_error(error)}; "
@@ -479,9 +479,6 @@ class SessionRecorder:
     def session_info(self) -> dict:
         """What session.json holds now (``app.session.info.session_json``)."""
         return session_json(self)
-
-    def lsl_info(self) -> dict | None:
-        return None if not self.lsl or self._bridge is None else self._bridge.info()
 
     def _write_session_json(self) -> None:
         layout.write_json_atomic(self.out_dir / layout.SESSION_JSON, self.session_info())
