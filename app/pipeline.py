@@ -172,7 +172,7 @@ class Timeline:
       silence; a microphone's first block for a microphone).
     * monotonic: this process's ``time.monotonic()`` = capture time + the clock's start.
     * folder time (a recording): engine time - the recording's origin (its sample 0).
-    * LSL: monotonic through an ``LslClock`` (``app.session.lsl``), measured not assumed.
+    * LSL: monotonic through an ``LslClock`` (``app.recording.lsl``), measured not assumed.
     """
 
     def __init__(self, rate: int, captured: Callable[[], int]) -> None:

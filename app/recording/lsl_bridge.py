@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from app.session.lsl import LslUnavailable, MarkerInlet, MarkerOutlet
+from app.recording.lsl import LslUnavailable, MarkerInlet, MarkerOutlet
 
 log = logging.getLogger(__name__)
 

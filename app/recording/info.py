@@ -13,8 +13,8 @@ import av
 
 from app.pipeline import Engine, EngineStats
 from app.provenance import software_version
-from app.session import layout
-from app.session.writers import RecordingFiles
+from app.recording import layout
+from app.recording.writers import RecordingFiles
 
 CLOCK = ("time 0.0 = audio.wav sample 0; monotonic_s is time.monotonic() at that sample "
          "in the recording process")

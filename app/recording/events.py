@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from app.session.lsl import clean, marker_text
-from app.session.writers import RecordingFiles
+from app.recording.lsl import clean, marker_text
+from app.recording.writers import RecordingFiles
 
 
 class EventLog:

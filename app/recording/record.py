@@ -29,8 +29,8 @@ from pathlib import Path
 
 from app.pipeline import Engine
 from app.provenance import DEFAULT_MODEL
-from app.session import layout, schema
-from app.session.recorder import RecorderError, SessionRecorder
+from app.recording import layout, schema
+from app.recording.recorder import RecorderError, SessionRecorder
 from app.sources import SourceError
 from app.sources.choice import (add_model_argument, add_source_arguments, build_sources,
                                 choice_from_args, pacing_from_args)
@@ -175,7 +175,7 @@ def _open_engine(args) -> Engine | None:
              "pass --model FILE.onnx")
         return None
     if args.lsl:
-        from app.session.lsl import lsl_missing
+        from app.recording.lsl import lsl_missing
 
         missing = lsl_missing()
         if missing:
@@ -201,7 +201,7 @@ def _start(args, engine: Engine, recorder: SessionRecorder) -> tuple | None:
         return None
     affect = None
     if args.lsl:
-        from app.session.lsl import AffectOutlet
+        from app.recording.lsl import AffectOutlet
 
         try:
             affect = AffectOutlet(engine)

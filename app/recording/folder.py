@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from app.session import layout
+from app.recording import layout
 
 RESERVE_BYTES = 256 * 1024  # disk kept for the last session.json (about 5 kB) and closing
 

@@ -19,10 +19,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.session import layout, schema
-from app.session.tables import rewrite_table, tidy_ratings
-from app.session.video import count_frames, salvage_video
-from app.session.wav import repair_wav
+from app.recording import layout, schema
+from app.recording.tables import rewrite_table, tidy_ratings
+from app.recording.video import count_frames, salvage_video
+from app.recording.wav import repair_wav
 from models.spec import SAMPLE_RATE
 
 STILL_WRITING_S = 3.0  # a "recording" folder touched more recently may still be recording

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.session import layout
-from app.session.reader import RecordedSession as Session, read_session
+from app.recording import layout
+from app.recording.reader import RecordedSession as Session, read_session
 
 FORMATS = ("elan", "bids", "carma")
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from app.session import layout
+from app.recording import layout
 
 
 class RowWriter:

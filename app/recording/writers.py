@@ -1,6 +1,6 @@
 """Every file of a recording folder except session.json, written on the recorder's
 thread: predictions.csv, ratings.csv, events.tsv and, with media, audio.wav, video.mp4
-and frames.csv (``app.session.layout`` says what each holds).
+and frames.csv (``app.recording.layout`` says what each holds).
 
 Audio comes as ``AudioChunk``s on the engine's sample clock; audio.wav starts at the
 recording's first sample and is kept continuous: samples that never arrived are written
@@ -16,10 +16,10 @@ import av
 import numpy as np
 
 from app.pipeline import AudioChunk
-from app.session import layout
-from app.session.tables import RowWriter
-from app.session.video import VideoWriter
-from app.session.wav import WavWriter
+from app.recording import layout
+from app.recording.tables import RowWriter
+from app.recording.video import VideoWriter
+from app.recording.wav import WavWriter
 
 _FIRST_FRAME_SLACK_S = 1e-3  # a first frame later than this gets a placeholder at 0.0 s
 

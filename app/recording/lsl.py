@@ -111,8 +111,8 @@ def marker_text(trial_type: str, value: str = "") -> str:
 
 def clean(text: str) -> str:
     """One line without tabs or control characters, fit for a TSV cell and a one-channel
-    marker (``app.session.layout.clean_text``)."""
-    from app.session.layout import clean_text
+    marker (``app.recording.layout.clean_text``)."""
+    from app.recording.layout import clean_text
 
     return clean_text(text)
 

@@ -1,5 +1,5 @@
 """SessionRecorder: an engine's predictions, media, self-ratings and events -> a session
-folder (``app.session.layout``), on its own thread.
+folder (``app.recording.layout``), on its own thread.
 
     recorder = SessionRecorder(out_dir, {"participant_id": "P01", "session_id": "1"}, engine)
     recorder.start()                      # before or after engine.start()
@@ -12,8 +12,8 @@ Times handed in are on the engine's clock, the ``t`` of ``Prediction`` (what the
 plots); the folder's clock starts at the first 40 ms window the recorder sees, so a
 recording started on a running engine begins at 0.0 s (``Engine.timeline`` converts).
 ``add_*`` only append to a queue; the engine reaches the recorder only through its
-subscriptions (``app.session.feeds``): nothing waits on the disk except the recorder's
-thread, which writes everything (``app.session.writers``) and hands it to the OS every
+subscriptions (``app.recording.feeds``): nothing waits on the disk except the recorder's
+thread, which writes everything (``app.recording.writers``) and hands it to the OS every
 ``FLUSH_S`` (a killed process loses at most that, plus the video fragment in progress).
 
 The recorder coordinates; each concern has its own piece:
@@ -46,7 +46,7 @@ LSL (``lsl=True``, needs mne-lsl; ``RecorderError`` saying what to install other
 every row written to events.tsv is also pushed on an LSL ``Markers`` outlet, and the
 markers of other LSL apps' ``Markers`` streams are written to events.tsv
 (trial_type = marker, value = ``lsl:<stream>``) at their LSL timestamp converted to the
-session clock (see ``app.session.lsl`` for the conversion). ``lsl_marker_outlet``: an
+session clock (see ``app.recording.lsl`` for the conversion). ``lsl_marker_outlet``: an
 open ``MarkerOutlet`` to push on instead of a new one (the GUI's, which streams markers
 with or without a recording: LabRecorder then sees one Markers stream); left open at stop.
 """
@@ -62,15 +62,15 @@ from pathlib import Path
 
 from app.pipeline import Engine, EngineEvent, Prediction, Subscription
 from app.provenance import sha256_of
-from app.session import layout
-from app.session.baseline import BaselineTracker, describe
-from app.session.devices import DeviceWatcher
-from app.session.events import EventLog
-from app.session.feeds import FRAMES_QUEUE, EngineFeeds
-from app.session.folder import FolderInUse, RecordingFolder
-from app.session.info import describe_error, session_json
-from app.session.tables import sort_events, tidy_ratings
-from app.session.writers import RecordingFiles
+from app.recording import layout
+from app.recording.baseline import BaselineTracker, describe
+from app.recording.devices import DeviceWatcher
+from app.recording.events import EventLog
+from app.recording.feeds import FRAMES_QUEUE, EngineFeeds
+from app.recording.folder import FolderInUse, RecordingFolder
+from app.recording.info import describe_error, session_json
+from app.recording.tables import sort_events, tidy_ratings
+from app.recording.writers import RecordingFiles
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class SessionRecorder:
         if self._thread is not None:
             raise RecorderError("a SessionRecorder records once; make a new one")
         if self.lsl:
-            from app.session.lsl import lsl_missing
+            from app.recording.lsl import lsl_missing
 
             missing = lsl_missing()
             if missing:
@@ -277,7 +277,7 @@ class SessionRecorder:
                                 f"{describe_error(error)}") from None
 
     def _open_lsl(self) -> None:
-        from app.session.lsl_bridge import MarkerBridge
+        from app.recording.lsl_bridge import MarkerBridge
 
         self.bridge = MarkerBridge(self.lsl_markers_name, self._lsl_marker,
                                     self._shared_outlet)
@@ -477,7 +477,7 @@ class SessionRecorder:
 
     # -- session.json --------------------------------------------------------------------
     def session_info(self) -> dict:
-        """What session.json holds now (``app.session.info.session_json``)."""
+        """What session.json holds now (``app.recording.info.session_json``)."""
         return session_json(self)
 
     def _write_session_json(self) -> None:
