@@ -15,9 +15,9 @@ SUBCOMMANDS = {
     # module is imported lazily, so `--help` stays fast and a missing optional dependency
     # only affects the subcommand that needs it.
     "analyze": ("app.study.cli:main", "arousal and valence every 40 ms for files, folders or a whole study"),
-    "record": ("app.session.record:main", "record a session folder without a window"),
-    "repair": ("app.session.repair:main", "make an interrupted session folder whole"),
-    "export": ("app.session.export:main", "export a session for ELAN, BIDS or CARMA/DARMA"),
+    "record": ("app.recording.record:main", "record a session folder without a window"),
+    "repair": ("app.recording.repair:main", "make an interrupted session folder whole"),
+    "export": ("app.recording.export:main", "export a session for ELAN, BIDS or CARMA/DARMA"),
 }
 
 

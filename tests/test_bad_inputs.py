@@ -13,7 +13,7 @@ import pytest
 
 from models.media import write_media
 from app.cli import main as cli_main
-from app.session import layout
+from app.recording import layout
 from models.runtime import AffectSession, ModelLoadError
 from models.spec import SPEC_METADATA_KEY
 

@@ -17,8 +17,8 @@ from app.gui.rating_slider import UNRATED, RatingSlider
 from app.gui.review import ReviewWindow, load_session
 from app.gui.settings import Settings, SourceChoice
 from app.pipeline import Engine
-from app.session import layout
-from app.session.recorder import SessionRecorder
+from app.recording import layout
+from app.recording.recorder import SessionRecorder
 from app.sources import Pacing, open_file
 from app.vad import EnergyVoiceDetector
 from models.media import read_video_frames

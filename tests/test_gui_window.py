@@ -262,7 +262,7 @@ def test_recording_with_lsl_streams_affect_and_markers_until_it_stops(
 def test_the_record_dialog_offers_a_baseline_and_lsl_and_says_what_lsl_needs(qtbot,
                                                                             monkeypatch):
     from app.gui import recording
-    from app.session.lsl import lsl_missing
+    from app.recording.lsl import lsl_missing
 
     dialog = recording.RecordDialog()
     qtbot.addWidget(dialog)

@@ -161,10 +161,11 @@ class FakeMicStream:
 def live_run(session, mic=None, camera=None, seconds=1.5):
     engine = Engine(session, mic, camera, vad=EnergyVoiceDetector(), stall_s=0.3)
     subscription = engine.subscribe(10_000)
+    event_queue = engine.subscribe_events()
     engine.start()
     time.sleep(seconds)
     engine.stop()
-    events = [f"{e.source}: {e.message}" for e in engine.events.drain()]
+    events = [f"{e.source}: {e.message}" for e in event_queue.drain()]
     return subscription.drain(), events, engine
 
 

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from app.session import layout
+from app.recording import layout
 from test_session_recorder import long_clip, read_rows  # noqa: F401
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

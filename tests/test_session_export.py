@@ -12,8 +12,8 @@ import pytest
 
 from app.cli import main as cli_main
 from app.pipeline import Engine
-from app.session import layout
-from app.session.recorder import SessionRecorder
+from app.recording import layout
+from app.recording.recorder import SessionRecorder
 from app.sources import Pacing, open_file
 from app.vad import EnergyVoiceDetector
 from models.runtime import AffectSession

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from app.session import layout
-from app.session.export import main as export_main
-from app.session.repair import main as repair_main
+from app.recording import layout
+from app.recording.export import main as export_main
+from app.recording.repair import main as repair_main
 
 STEP = 0.04
 ROWS = 50

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from app.cli import main as cli_main
-from app.session.layout import safe_label
+from app.recording.layout import safe_label
 
 
 @pytest.mark.parametrize("text, label", [("P01", "P01"), ("x/../../../escaped", "xescaped"),

@@ -12,9 +12,9 @@ import threading
 import pytest
 
 from app.pipeline import Engine
-from app.session import layout
-from app.session.recorder import RecorderError, SessionRecorder
-from app.session.repair import RepairError, repair
+from app.recording import layout
+from app.recording.recorder import RecorderError, SessionRecorder
+from app.recording.repair import RepairError, repair
 from models.runtime import AffectSession
 from test_session_recorder import long_clip, read_rows  # noqa: F401
 

@@ -1,4 +1,4 @@
-"""app.session.lsl: real LSL outlets read by real inlets on this machine (the Affect
+"""app.recording.lsl: real LSL outlets read by real inlets on this machine (the Affect
 outlet, the recorder's Markers outlet, other apps' markers recorded into events.tsv),
 and a clear message, not a crash, when LSL is asked for without mne-lsl."""
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 
 from app.cli import main as cli_main
 from app.pipeline import Engine
-from app.session import layout
-from app.session.recorder import RecorderError, SessionRecorder
+from app.recording import layout
+from app.recording.recorder import RecorderError, SessionRecorder
 from app.vad import EnergyVoiceDetector
 from models.runtime import AffectSession
 from test_session_recorder import read_rows
@@ -26,7 +26,7 @@ def lsl():
 
 
 def test_affect_outlet_streams_every_prediction_to_an_inlet(tiny_model_path, lsl):
-    from app.session.lsl import AffectOutlet
+    from app.recording.lsl import AffectOutlet
 
     engine = Engine(AffectSession(tiny_model_path), vad=EnergyVoiceDetector())  # silence
     name = f"Affect-{uuid.uuid4().hex[:8]}"
@@ -117,7 +117,7 @@ def test_markers_in_and_out_on_the_session_clock(tiny_model_path, lsl, tmp_path)
 def test_asking_for_lsl_without_mne_lsl_is_a_clear_message(tiny_model_path, tmp_path,
                                                           monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mne_lsl", None)  # as if not installed
-    from app.session.lsl import LslUnavailable, MarkerOutlet, lsl_missing
+    from app.recording.lsl import LslUnavailable, MarkerOutlet, lsl_missing
 
     assert "pip install 'affect-monitor[lsl]'" in lsl_missing()
     with pytest.raises(LslUnavailable, match="mne-lsl"):

@@ -1,4 +1,4 @@
-"""app.session.recorder + `affect-monitor record`: a 20 s real A/V file recorded headless
+"""app.recording.recorder + `affect-monitor record`: a 20 s real A/V file recorded headless
 as fast as the model runs, every file checked against the duration and against
 `affect-monitor analyze` on the same file; the GUI's way (a running engine); faults."""
 from __future__ import annotations
@@ -20,8 +20,8 @@ from app.analyze import CSV_COLUMNS
 from app.analyze import main as analyze_main
 from app.cli import main as cli_main
 from app.pipeline import Engine
-from app.session import layout
-from app.session.recorder import RecorderError, SessionRecorder
+from app.recording import layout
+from app.recording.recorder import RecorderError, SessionRecorder
 from app.sources import Pacing, open_file
 from app.vad import EnergyVoiceDetector
 from models.media import read_audio, read_video_frames

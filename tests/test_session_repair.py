@@ -14,10 +14,10 @@ import numpy as np
 import soundfile
 
 from app.cli import main as cli_main
-from app.session import layout
-from app.session.repair import check, repair
-from app.session.video import count_frames
-from app.session.wav import WavWriter, repair_wav
+from app.recording import layout
+from app.recording.repair import check, repair
+from app.recording.video import count_frames
+from app.recording.wav import WavWriter, repair_wav
 from test_session_recorder import analysed, check_session, long_clip, read_rows  # noqa: F401
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from app.session import layout
+from app.recording import layout
 from test_session_recorder import analysed, check_session, long_clip, read_rows  # noqa: F401
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

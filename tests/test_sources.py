@@ -12,7 +12,7 @@ import pytest
 import soundfile
 
 from app.sources import (AudioFileSource, AudioRing, CameraSource, FrameBuffer,
-                         MicrophoneSource, Pacing, SessionClock, SourceError, VideoFileSource,
+                         MicrophoneSource, Pacing, CaptureClock, SourceError, VideoFileSource,
                          list_devices, open_file)
 from app.sources.base import Frame
 from app.sources.microphone import list_microphones
@@ -84,7 +84,7 @@ def test_fast_audio_file_delivers_every_sample_in_order(tmp_path):
     soundfile.write(path, noise, RATE)
     ring, faults = AudioRing(RATE // 2), Faults()  # smaller than the file: must wait
     source = AudioFileSource(path, Pacing.FAST)
-    source.start(ring, SessionClock(), faults)
+    source.start(ring, CaptureClock(), faults)
     got, start = [], 0
     while not (source.ended and start >= ring.written):
         window = ring.read(start, min(640, ring.written - start)) if ring.written > start else None
@@ -101,7 +101,7 @@ def test_fast_audio_file_delivers_every_sample_in_order(tmp_path):
 def test_realtime_file_never_delivers_ahead_of_the_clock(cremad_dir):
     clip = cremad_dir / "1001_DFA_HAP_XX.flv"
     audio, video = open_file(clip, Pacing.REALTIME)
-    ring, frames, clock, faults = AudioRing(RATE * 5), FrameBuffer(keep_s=5), SessionClock(), \
+    ring, frames, clock, faults = AudioRing(RATE * 5), FrameBuffer(keep_s=5), CaptureClock(), \
         Faults()
     video.start(frames, clock, faults)
     audio.start(ring, clock, faults)
@@ -164,7 +164,7 @@ class FakeInputStream:
 
 
 def test_microphone_copies_blocks_counts_overflows_and_reports_a_lost_device():
-    ring, faults, clock = AudioRing(RATE), Faults(), SessionClock()
+    ring, faults, clock = AudioRing(RATE), Faults(), CaptureClock()
     mic = MicrophoneSource(stream_factory=lambda **kw: FakeInputStream(10, 4, **kw))
     mic.start(ring, clock, faults)
     assert wait_for(lambda: mic.ended)
@@ -181,7 +181,7 @@ def test_microphone_that_cannot_open_says_so():
         raise OSError("Invalid number of channels")
 
     with pytest.raises(SourceError, match="cannot open the microphone"):
-        MicrophoneSource(stream_factory=broken).start(AudioRing(RATE), SessionClock(), Faults())
+        MicrophoneSource(stream_factory=broken).start(AudioRing(RATE), CaptureClock(), Faults())
 
 
 def test_missing_portaudio_is_a_clear_message_and_listing_carries_on(monkeypatch):
@@ -238,7 +238,7 @@ def run_camera(script, opened=True):
     capture = FakeCapture(script, opened)
     frames, faults = FrameBuffer(keep_s=10), Faults()
     camera = CameraSource(0, capture_factory=lambda index: capture)
-    camera.start(frames, SessionClock(), faults)
+    camera.start(frames, CaptureClock(), faults)
     assert wait_for(lambda: camera.ended, 3)
     return frames, faults, capture
 
@@ -267,4 +267,4 @@ def test_camera_garbage_and_driver_errors_are_reported_not_raised():
 def test_camera_that_does_not_open_raises_source_error():
     with pytest.raises(SourceError, match="cannot open camera 0"):
         CameraSource(0, capture_factory=lambda i: FakeCapture([], opened=False)).start(
-            FrameBuffer(), SessionClock(), Faults())
+            FrameBuffer(), CaptureClock(), Faults())

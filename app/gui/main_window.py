@@ -33,7 +33,7 @@ from app.gui.recording import (MAX_BASELINE_S, RecordDialog, Recording, baseline
 from app.gui.settings import WINDOW_CHOICES_S, Settings, SourceChoice
 from app.gui.status import StatusPanel
 from app.gui.video_view import VideoView
-from app.session.lsl import AffectOutlet, MarkerOutlet, lsl_not_installed, marker_text
+from app.recording.lsl import AffectOutlet, MarkerOutlet, lsl_not_installed, marker_text
 from app.sources import Pacing
 from models.runtime import AffectSession
 

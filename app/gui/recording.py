@@ -1,4 +1,4 @@
-"""Recording through ``app.session.recorder.SessionRecorder`` (the recording issue's
+"""Recording through ``app.recording.recorder.SessionRecorder`` (the recording issue's
 module), behind the small interface agreed with it:
 
     SessionRecorder(out_dir, metadata: dict, engine, baseline_s=None, lsl=False,
@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QDoubleSpin
                                QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
                                QPlainTextEdit, QPushButton, QWidget)
 
-from app.session.layout import safe_label
-from app.session.lsl import lsl_not_installed
+from app.recording.layout import safe_label
+from app.recording.lsl import lsl_not_installed
 
 MAX_BASELINE_S = 600.0
 
@@ -32,7 +32,7 @@ MAX_BASELINE_S = 600.0
 def recorder_class():
     """(SessionRecorder, None), or (None, the reason recording is unavailable)."""
     try:
-        from app.session.recorder import SessionRecorder
+        from app.recording.recorder import SessionRecorder
     except ImportError as error:
         return None, f"recording is not available in this build ({error})"
     return SessionRecorder, None

@@ -2,7 +2,7 @@
 valence, the self-ratings and the event markers; play/pause, scrub, jump to markers.
 
 Separate from the live path: its own window and its own timer, no engine. Everything is
-read from the folder (``app.session.layout``) once, except the video, which is decoded
+read from the folder (``app.recording.layout``) once, except the video, which is decoded
 on demand: the frame shown at time t is the last frame of frames.csv captured at or
 before t (video frame 0 is the black placeholder before the first real frame, when the
 recording has one), found by seeking to the keyframe before it (about one a second) and
@@ -32,9 +32,9 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListWidget, QLis
 from app.gui.curves import AROUSAL_COLOUR, VALENCE_COLOUR, make_plot
 from app.gui.rating_slider import rated_dimensions
 from app.gui.video_view import VideoView
-from app.session import layout
-from app.session.layout import SessionFormatError
-from app.session.reader import read_session
+from app.recording import layout
+from app.recording.layout import SessionFormatError
+from app.recording.reader import read_session
 from models.media import to_rgb
 
 log = logging.getLogger(__name__)

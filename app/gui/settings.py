@@ -10,47 +10,12 @@ from dataclasses import dataclass, field
 
 from PySide6.QtCore import QByteArray, QSettings
 
+from app.sources.choice import SourceChoice
+
 ORGANISATION = "affect-monitor"
 APPLICATION = "affect-monitor"
 WINDOW_CHOICES_S = (10, 60, 300)  # curve window: 10 s, 60 s, 5 min
 DEFAULT_MARKER_LABELS = tuple(f"event {n}" for n in range(1, 10))
-
-
-@dataclass
-class SourceChoice:
-    """Where audio and video come from. A video file with sound serves both."""
-
-    camera: int | None = None
-    video_file: str | None = None
-    microphone: int | None = None
-    audio_file: str | None = None
-
-    def describe(self) -> tuple[str, str]:
-        """(video, audio) in words, for the status bar."""
-        if self.video_file:
-            video = f"video file {_name(self.video_file)}"
-        elif self.camera is not None:
-            video = f"camera {self.camera}"
-        else:
-            video = "no camera"
-        if self.audio_file:
-            audio = f"audio file {_name(self.audio_file)}"
-        elif self.video_file and self.microphone is None:
-            audio = f"sound of {_name(self.video_file)}"
-        elif self.microphone is not None:
-            audio = f"microphone {self.microphone}"
-        else:
-            audio = "no microphone"
-        return video, audio
-
-    @property
-    def empty(self) -> bool:
-        return (self.camera is None and self.microphone is None and not self.video_file
-                and not self.audio_file)
-
-
-def _name(path: str) -> str:
-    return path.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 @dataclass

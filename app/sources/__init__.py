@@ -1,14 +1,14 @@
 """Where audio samples and video frames come from: devices, files, or silence.
 
-Every source writes into the buffers of ``app.sources.base`` on the session clock;
+Every source writes into the buffers of ``app.sources.base`` on the capture clock;
 the pipeline does not know which kind it is fed by.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.sources.base import (AudioRing, AudioSource, Frame, FrameBuffer, Pacing,
-                              SessionClock, SourceError, VideoSource)
+from app.sources.base import (AudioRing, AudioSource, CaptureClock, Frame, FrameBuffer, Pacing,
+                              SourceError, VideoSource)
 from app.sources.camera import CameraDevice, CameraSource, list_cameras
 from app.sources.files import AudioFileSource, VideoFileSource, open_file
 from app.sources.microphone import AudioDevice, MicrophoneSource, list_microphones
@@ -35,5 +35,5 @@ def list_devices() -> DeviceList:
 
 __all__ = ["AudioDevice", "AudioFileSource", "AudioRing", "AudioSource", "CameraDevice",
            "CameraSource", "DeviceList", "Frame", "FrameBuffer", "MicrophoneSource", "Pacing",
-           "SessionClock", "SilenceSource", "SourceError", "VideoFileSource", "VideoSource",
+           "CaptureClock", "SilenceSource", "SourceError", "VideoFileSource", "VideoSource",
            "list_cameras", "list_devices", "list_microphones", "open_file"]

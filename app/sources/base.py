@@ -1,8 +1,9 @@
 """What every source hands the pipeline, and the two buffers it hands it through.
 
 Audio sources write mono float32 16 kHz samples into an ``AudioRing``; the number of
-samples written is the session's master clock (t = n / 16000). Video sources put
-``Frame``s stamped on that same clock into a ``FrameBuffer``. A source runs on its own
+samples written is the engine's master clock (t = n / ``models.spec.SAMPLE_RATE``).
+Video sources put ``Frame``s stamped on the ``CaptureClock`` into a ``FrameBuffer``
+(sample 0 of the audio is at capture time ``AudioSource.offset_s``). A source runs on its own
 thread (or PortAudio's) from ``start()`` until ``stop()`` or until it ends; it reports
 problems with ``fault(...)``, never by raising into the pipeline.
 """
@@ -18,9 +19,15 @@ from typing import Callable
 
 import numpy as np
 
+from models.spec import SAMPLE_RATE
+
 # How long a source that may not drop data (a file) waits for room before checking
 # again whether it was stopped.
 _POLL_S = 0.002
+# Audio is delivered 20 ms at a time, as a sound card does: low latency without waking
+# Python too often (the microphone's callback, a real-time file, silence).
+BLOCK_S = 0.020
+BLOCK_SAMPLES = round(SAMPLE_RATE * BLOCK_S)
 
 
 class SourceError(RuntimeError):
@@ -34,15 +41,16 @@ class Pacing(Enum):
 
 @dataclass(frozen=True)
 class Frame:
-    """One video frame: ``time_s`` on the session clock (same origin as the audio)."""
+    """One video frame: ``time_s`` on the capture clock (same origin as the audio)."""
 
     index: int  # unique, increasing within one source
     time_s: float
     rgb: np.ndarray  # HxWx3 uint8
 
 
-class SessionClock:
-    """Monotonic time since the session started, shared by all sources of a session."""
+class CaptureClock:
+    """Monotonic time since the engine started, shared by all sources of one engine
+    (``app.pipeline.Timeline`` converts it to the other clocks)."""
 
     def __init__(self, start: float | None = None) -> None:
         self.start = time.monotonic() if start is None else start
@@ -50,9 +58,9 @@ class SessionClock:
     def now(self) -> float:
         return time.monotonic() - self.start
 
-    def sleep_until(self, session_time: float, stop: threading.Event) -> bool:
-        """Sleep until ``session_time``; False when ``stop`` was set first."""
-        delay = session_time - self.now()
+    def sleep_until(self, capture_s: float, stop: threading.Event) -> bool:
+        """Sleep until capture time ``capture_s``; False when ``stop`` was set first."""
+        delay = capture_s - self.now()
         return not stop.wait(delay) if delay > 0 else not stop.is_set()
 
 
@@ -128,13 +136,15 @@ class FrameBuffer:
     choose the same frame whatever the thread timing; live cameras leave it None.
     """
 
-    def __init__(self, keep_s: float = 1.0, max_frames: int = 64) -> None:
+    def __init__(self, keep_s: float = 1.0, max_frames: int = 64,
+                 on_frame: Callable[[Frame], None] | None = None) -> None:
         self._frames: deque[Frame] = deque(maxlen=max_frames)
+        self._on_frame = on_frame  # the owner's publisher, called after each put
         self._lock = threading.Lock()
         self.keep_s = keep_s
         self.complete_until: float | None = None
         self.finished = False  # the source will deliver no more frames
-        self.reader_time = 0.0  # set by the pipeline: the session time it is working at
+        self.reader_time = 0.0  # set by the pipeline: the capture time it is working at
         self.received = 0
 
     def put(self, frame: Frame) -> None:
@@ -143,6 +153,8 @@ class FrameBuffer:
             self.received += 1
             while self._frames and self._frames[0].time_s < frame.time_s - self.keep_s:
                 self._frames.popleft()
+        if self._on_frame is not None:  # outside the lock: the reader never waits on it
+            self._on_frame(frame)
 
     def put_waiting(self, frame: Frame, lead_s: float, stop: threading.Event) -> bool:
         """Deliver ``frame`` once the reader is within ``lead_s`` of it (file sources)."""
@@ -199,16 +211,16 @@ class Source(ABC):
 
 
 class AudioSource(Source):
-    sample_rate = 16_000
+    sample_rate = SAMPLE_RATE
 
     @abstractmethod
-    def start(self, ring: AudioRing, clock: SessionClock, on_fault: FaultHandler) -> None:
-        """Begin writing samples into ``ring``; sample 0 is at session time ``offset_s``."""
+    def start(self, ring: AudioRing, clock: CaptureClock, on_fault: FaultHandler) -> None:
+        """Begin writing samples into ``ring``; sample 0 is at capture time ``offset_s``."""
 
-    offset_s: float = 0.0  # session time of sample 0 (live: when the device started)
+    offset_s: float = 0.0  # capture time of sample 0 (live: when the device started)
 
 
 class VideoSource(Source):
     @abstractmethod
-    def start(self, frames: FrameBuffer, clock: SessionClock, on_fault: FaultHandler) -> None:
-        """Begin putting frames into ``frames``, stamped on the session clock."""
+    def start(self, frames: FrameBuffer, clock: CaptureClock, on_fault: FaultHandler) -> None:
+        """Begin putting frames into ``frames``, stamped on the capture clock."""

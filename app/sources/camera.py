@@ -1,4 +1,4 @@
-"""Camera through OpenCV: frames stamped on the session clock at grab time.
+"""Camera through OpenCV: frames stamped on the capture clock at grab time.
 
 ``capture_factory`` is the hardware edge (default ``cv2.VideoCapture``); tests put a
 fake device there. A camera that stops, raises or returns garbage is reported and the
@@ -14,7 +14,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from app.sources.base import (FaultHandler, Frame, FrameBuffer, SessionClock, SourceError,
+from app.sources.base import (CaptureClock, FaultHandler, Frame, FrameBuffer, SourceError,
                               VideoSource)
 
 # Consecutive failed reads before the camera counts as gone (~1 s at 30 fps).
@@ -61,7 +61,7 @@ class CameraSource(VideoSource):
         self._capture = None
         self.rejected = 0  # frames that were not HxWx3 uint8
 
-    def start(self, frames: FrameBuffer, clock: SessionClock, on_fault: FaultHandler) -> None:
+    def start(self, frames: FrameBuffer, clock: CaptureClock, on_fault: FaultHandler) -> None:
         self._on_fault = on_fault
         capture = self._factory(self.index)
         if not capture.isOpened():
@@ -76,7 +76,7 @@ class CameraSource(VideoSource):
         self._capture = capture
         self._run_thread(lambda: self._grab(frames, clock))
 
-    def _grab(self, frames: FrameBuffer, clock: SessionClock) -> None:
+    def _grab(self, frames: FrameBuffer, clock: CaptureClock) -> None:
         capture, failed, index = self._capture, 0, 0
         try:
             while not self._stop.is_set():

@@ -9,12 +9,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-
-from app.sources.base import (AudioRing, AudioSource, FaultHandler, Frame, FrameBuffer,
-                              Pacing, SessionClock, VideoSource)
+from app.sources.base import (BLOCK_SAMPLES, AudioRing, AudioSource, CaptureClock, FaultHandler,
+                              Frame, FrameBuffer, Pacing, VideoSource)
 from models.media import MediaError, ended_early, iter_audio, probe, read_video_frames
 
-BLOCK_SAMPLES = 320  # realtime pacing releases 20 ms at a time, like a sound card
 FAST_LEAD_S = 0.5  # how far ahead of the pipeline a fast video source may run
 
 
@@ -31,11 +29,11 @@ class AudioFileSource(AudioSource):
             raise MediaError(f"{self.path}: has no audio stream")
         self._info = info
 
-    def start(self, ring: AudioRing, clock: SessionClock, on_fault: FaultHandler) -> None:
+    def start(self, ring: AudioRing, clock: CaptureClock, on_fault: FaultHandler) -> None:
         self._on_fault = on_fault
         self._run_thread(lambda: self._feed(ring, clock))
 
-    def _feed(self, ring: AudioRing, clock: SessionClock) -> None:
+    def _feed(self, ring: AudioRing, clock: CaptureClock) -> None:
         written = read = 0
         try:
             for chunk in iter_audio(self.path, self.sample_rate):
@@ -73,13 +71,13 @@ class VideoFileSource(VideoSource):
         self._info = info
         self._frames: FrameBuffer | None = None
 
-    def start(self, frames: FrameBuffer, clock: SessionClock, on_fault: FaultHandler) -> None:
+    def start(self, frames: FrameBuffer, clock: CaptureClock, on_fault: FaultHandler) -> None:
         self._on_fault = on_fault
         self._frames = frames
         frames.complete_until = 0.0  # tells the pipeline to wait for frames by time
         self._run_thread(lambda: self._feed(frames, clock))
 
-    def _feed(self, frames: FrameBuffer, clock: SessionClock) -> None:
+    def _feed(self, frames: FrameBuffer, clock: CaptureClock) -> None:
         decoded = read_video_frames(self.path)
         last_s = 0.0
         try:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from app.sources.base import AudioRing, AudioSource, FaultHandler, SessionClock, SourceError
-
-BLOCK_SAMPLES = 320  # 20 ms per callback: low latency without waking Python too often
+from app.sources.base import (BLOCK_SAMPLES, AudioRing, AudioSource, CaptureClock, FaultHandler,
+                              SourceError)
 
 PORTAUDIO_MISSING = (
     "the PortAudio library is not installed, so no microphone can be used "
@@ -69,11 +68,11 @@ class MicrophoneSource(AudioSource):
         self._stream_factory = stream_factory
         self._stream = None
         self._ring: AudioRing | None = None
-        self._clock: SessionClock | None = None
+        self._clock: CaptureClock | None = None
         self._anchored = False
         self._errors: tuple[type[BaseException], ...] = (OSError, RuntimeError)
 
-    def start(self, ring: AudioRing, clock: SessionClock, on_fault: FaultHandler) -> None:
+    def start(self, ring: AudioRing, clock: CaptureClock, on_fault: FaultHandler) -> None:
         self._on_fault = on_fault
         self._ring, self._clock = ring, clock
         factory = self._stream_factory

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.sources.base import AudioRing, AudioSource, FaultHandler, SessionClock
+from app.sources.base import BLOCK_S, AudioRing, AudioSource, CaptureClock, FaultHandler
 
-BLOCK_S = 0.020
 
 
 class SilenceSource(AudioSource):
@@ -18,13 +17,13 @@ class SilenceSource(AudioSource):
 
     def __init__(self, offset_s: float = 0.0) -> None:
         super().__init__()
-        self.offset_s = offset_s  # session time of sample 0 of the ring it writes to
+        self.offset_s = offset_s  # capture time of sample 0 of the ring it writes to
 
-    def start(self, ring: AudioRing, clock: SessionClock, on_fault: FaultHandler) -> None:
+    def start(self, ring: AudioRing, clock: CaptureClock, on_fault: FaultHandler) -> None:
         self._on_fault = on_fault
         self._run_thread(lambda: self._feed(ring, clock))
 
-    def _feed(self, ring: AudioRing, clock: SessionClock) -> None:
+    def _feed(self, ring: AudioRing, clock: CaptureClock) -> None:
         zeros = np.zeros(ring.capacity, np.float32)
         while not self._stop.wait(BLOCK_S):
             due = int((clock.now() - self.offset_s) * self.sample_rate) - ring.written

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.session import layout
+from app.recording import layout
 
 MEDIA_EXTENSIONS = frozenset({
     # video

@@ -20,8 +20,8 @@ from pathlib import Path
 import fastjsonschema
 import numpy as np
 
-from app.session import layout
-from app.session.layout import SessionFormatError
+from app.recording import layout
+from app.recording.layout import SessionFormatError
 
 MAX_SESSION_S = 7 * 24 * 3600.0  # the longest recording any reader accepts (a week)
 MAX_GAP_S = 60.0  # the longest gap between two predictions (a minute dropped under load)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.session import layout, schema
-from app.session.layout import SessionFormatError
+from app.recording import layout, schema
+from app.recording.layout import SessionFormatError
 
 
 @dataclass(frozen=True)

@@ -27,15 +27,16 @@ import threading
 import time
 from pathlib import Path
 
-from app.provenance import DEFAULT_MODEL
 from app.pipeline import Engine
-from app.session import layout, schema
-from app.session.recorder import RecorderError, SessionRecorder
-from app.sources import (AudioFileSource, CameraSource, MicrophoneSource, Pacing, SourceError,
-                         VideoFileSource)
+from app.provenance import DEFAULT_MODEL
+from app.recording import layout, schema
+from app.recording.recorder import RecorderError, SessionRecorder
+from app.sources import SourceError
+from app.sources.choice import (add_model_argument, add_source_arguments, build_sources,
+                                choice_from_args, pacing_from_args)
 from app.vad import load_voice_detector
 from models.faces import FaceDetectorError
-from models.media import MediaError, probe
+from models.media import MediaError
 from models.runtime import AffectSession, ModelLoadError
 
 
@@ -44,13 +45,7 @@ def parse_args(argv: list[str] | None):
                                      description="Record a session folder without a window.")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="the new session folder")
-    picture = parser.add_mutually_exclusive_group()
-    picture.add_argument("--camera", type=int, metavar="N", help="camera index")
-    picture.add_argument("--video", type=Path, metavar="FILE",
-                         help="a video file (its sound too, unless --mic/--audio)")
-    sound = parser.add_mutually_exclusive_group()
-    sound.add_argument("--mic", metavar="N", help="microphone index or name")
-    sound.add_argument("--audio", type=Path, metavar="FILE", help="an audio file")
+    add_source_arguments(parser)
     parser.add_argument("--seconds", type=float, metavar="N",
                         help="stop after N seconds (default: until Ctrl+C or the files end)")
     parser.add_argument("--no-media", action="store_true",
@@ -63,10 +58,7 @@ def parse_args(argv: list[str] | None):
                         help="experimental condition, kept in session.json")
     parser.add_argument("--notes", default="", metavar="TEXT",
                         help="free-text notes, kept in session.json")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
-                        help=f"exported .onnx model (default: {DEFAULT_MODEL.name})")
-    parser.add_argument("--fast", action="store_true",
-                        help="read files as fast as the model runs instead of in real time")
+    add_model_argument(parser)
     parser.add_argument("--vad", choices=("silero", "energy"), default="silero",
                         help="voice activity detector (default: silero when installed)")
     parser.add_argument("--baseline", type=float, metavar="N",
@@ -94,27 +86,6 @@ def _label(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a label: use letters and digits only (e.g. P01)")
     return text
-
-
-def build_sources(args):
-    """(audio, video) sources; SourceError/MediaError with a message when unusable."""
-    pacing = Pacing.FAST if args.fast else Pacing.REALTIME
-    nothing = args.camera is None and args.video is None and args.mic is None and args.audio is None
-    video = audio = None
-    if args.video is not None:
-        info = probe(args.video)
-        if info.has_video:
-            video = VideoFileSource(args.video, pacing)
-        if info.has_audio and args.mic is None and args.audio is None:
-            audio = AudioFileSource(args.video, pacing)
-    elif args.camera is not None or nothing:
-        video = CameraSource(args.camera or 0)
-    if args.audio is not None:
-        audio = AudioFileSource(args.audio, pacing)
-    elif args.mic is not None or nothing:
-        device = int(args.mic) if args.mic is not None and args.mic.isdigit() else args.mic
-        audio = MicrophoneSource(device)
-    return audio, video
 
 
 class PoliteStop:
@@ -151,60 +122,28 @@ def main(argv: list[str] | None = None) -> int:
         return _record(args, argv, polite)
 
 
+def _say(text: str) -> None:
+    print(f"affect-monitor record: {text}", file=sys.stderr)
+
+
 def _record(args, argv, polite: PoliteStop) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    say = lambda text: print(f"affect-monitor record: {text}", file=sys.stderr)  # noqa: E731
-    if args.model == DEFAULT_MODEL and not DEFAULT_MODEL.is_file():
-        say(f"no --model given and the default model ({DEFAULT_MODEL}) is not installed; "
-            "pass --model FILE.onnx")
-        return 2
-    if args.lsl:
-        from app.session.lsl import lsl_missing
-
-        missing = lsl_missing()
-        if missing:
-            say(f"--lsl: {missing}")
-            return 2
-    try:
-        session = AffectSession(args.model)
-        audio, video = build_sources(args)
-        engine = Engine(session, audio, video, vad=load_voice_detector(args.vad))
-    except (ModelLoadError, MediaError, SourceError, FaceDetectorError) as error:
-        say(str(error))
+    engine = _open_engine(args)
+    if engine is None:
         return 2
     metadata = {"participant_id": args.participant, "session_id": args.session,
                 "condition": args.condition, "notes": args.notes,
                 "command": "affect-monitor record " + " ".join(argv or sys.argv[1:])}
     if polite.requested:
-        say("stopped before the recording began; nothing was recorded")
+        _say("stopped before the recording began; nothing was recorded")
         return 0
     recorder = SessionRecorder(args.out, metadata, engine, store_media=not args.no_media,
                                duration_s=args.seconds, baseline_s=args.baseline,
                                lsl=args.lsl)
-    try:
-        recorder.start()
-    except RecorderError as error:
-        say(str(error))
+    started = _start(args, engine, recorder)
+    if started is None:
         return 2
-    affect = None
-    if args.lsl:
-        from app.session.lsl import AffectOutlet
-
-        try:
-            affect = AffectOutlet(engine)
-            affect.start()
-        except (RuntimeError, OSError) as error:
-            recorder.stop()
-            say(f"cannot open the LSL Affect outlet: {error}")
-            return 2
-    try:
-        engine.start()
-    except SourceError as error:
-        recorder.stop()
-        if affect is not None:
-            affect.stop()
-        say(f"{error}; nothing was recorded")
-        return 2
+    affect = started[0]
     if args.baseline:
         print(f"baseline: the first {args.baseline:g} s (keep the participant neutral)",
               file=sys.stderr, flush=True)
@@ -217,11 +156,72 @@ def _record(args, argv, polite: PoliteStop) -> int:
         info = recorder.stop()
     except RecorderError as error:  # the disk stopped answering; what reached it stays
         engine.stop()
-        say(str(error))
+        _say(str(error))
         return 1
     engine.stop()
     if affect is not None:
         affect.stop()
+    _summarise(info, args)
+    if recorder.error:
+        _say(recorder.error)
+        return 1
+    return 0
+
+
+def _open_engine(args) -> Engine | None:
+    """The model and sources the flags ask for, or None after saying why not."""
+    if args.model == DEFAULT_MODEL and not DEFAULT_MODEL.is_file():
+        _say(f"no --model given and the default model ({DEFAULT_MODEL}) is not installed; "
+             "pass --model FILE.onnx")
+        return None
+    if args.lsl:
+        from app.recording.lsl import lsl_missing
+
+        missing = lsl_missing()
+        if missing:
+            _say(f"--lsl: {missing}")
+            return None
+    try:
+        model = AffectSession(args.model)
+        audio, video = build_sources(choice_from_args(args, devices_by_default=True),
+                                     pacing_from_args(args))
+        return Engine(model, audio, video, vad=load_voice_detector(args.vad))
+    except (ModelLoadError, MediaError, SourceError, FaceDetectorError) as error:
+        _say(str(error))
+        return None
+
+
+def _start(args, engine: Engine, recorder: SessionRecorder) -> tuple | None:
+    """Start the recorder, the LSL Affect outlet (``--lsl``) and the engine, in that
+    order; (the outlet or None,), or None after undoing what started and saying why."""
+    try:
+        recorder.start()
+    except RecorderError as error:
+        _say(str(error))
+        return None
+    affect = None
+    if args.lsl:
+        from app.recording.lsl import AffectOutlet
+
+        try:
+            affect = AffectOutlet(engine)
+            affect.start()
+        except (RuntimeError, OSError) as error:
+            recorder.stop()
+            _say(f"cannot open the LSL Affect outlet: {error}")
+            return None
+    try:
+        engine.start()
+    except SourceError as error:
+        recorder.stop()
+        if affect is not None:
+            affect.stop()
+        _say(f"{error}; nothing was recorded")
+        return None
+    return (affect,)
+
+
+def _summarise(info: dict, args) -> None:
     media = info["media"]
     parts = [f"{info['duration_s']:.2f} s", f"{info['counts']['predictions']} predictions"]
     if media["audio"]:
@@ -231,16 +231,13 @@ def _record(args, argv, polite: PoliteStop) -> int:
     print(f"{info['status']}: " + ", ".join(parts) + f" in {args.out}", file=sys.stderr)
     baseline = info.get("baseline")
     if baseline:
-        print(f"baseline {baseline['start_s']:.1f}-{baseline['start_s'] + baseline['duration_s']:.1f}"
+        end = baseline["start_s"] + baseline["duration_s"]
+        print(f"baseline {baseline['start_s']:.1f}-{end:.1f}"
               f" s: arousal {baseline['arousal']['mean']:+.3f} (sd {baseline['arousal']['std']:.3f}),"
               f" valence {baseline['valence']['mean']:+.3f} (sd {baseline['valence']['std']:.3f})",
               file=sys.stderr)
     elif args.baseline:
-        say("no baseline was stored (the recording ended before any of it)")
-    if recorder.error:
-        say(recorder.error)
-        return 1
-    return 0
+        _say("no baseline was stored (the recording ended before any of it)")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from app.session import layout, schema
-from app.session.tables import rewrite_table, tidy_ratings
-from app.session.video import count_frames, salvage_video
-from app.session.wav import repair_wav
+from app.recording import layout, schema
+from app.recording.tables import rewrite_table, tidy_ratings
+from app.recording.video import count_frames, salvage_video
+from app.recording.wav import repair_wav
+from models.spec import SAMPLE_RATE
 
 STILL_WRITING_S = 3.0  # a "recording" folder touched more recently may still be recording
 
@@ -48,6 +49,12 @@ def repair(folder: str | Path, force: bool = False) -> list[str]:
             lock.release()
 
 
+TABLES = {layout.PREDICTIONS: (layout.PREDICTION_COLUMNS, ","),
+          layout.RATINGS: (layout.RATING_COLUMNS, ","),
+          layout.EVENTS: (layout.EVENT_COLUMNS, "\t"),
+          layout.FRAMES: (layout.FRAME_COLUMNS, ",")}
+
+
 def _repair(folder: Path, info: dict, force: bool) -> list[str]:
     (folder / layout.RESERVE).unlink(missing_ok=True)  # a killed recorder's spare disk
     if info.get("status") == layout.RECORDING and not force:
@@ -56,20 +63,35 @@ def _repair(folder: Path, info: dict, force: bool) -> list[str]:
             raise RepairError(f"{folder} was written {time.time() - newest:.1f} s ago and may "
                               "still be recording; stop it first (or pass --force)")
     fixes: list[str] = []
-    tables = {layout.PREDICTIONS: (layout.PREDICTION_COLUMNS, ","),
-              layout.RATINGS: (layout.RATING_COLUMNS, ","),
-              layout.EVENTS: (layout.EVENT_COLUMNS, "\t"),
-              layout.FRAMES: (layout.FRAME_COLUMNS, ",")}
-    rows: dict[str, list[dict]] = {}
     step_s = 1.0 / info["rates"]["requested"]["predictions_hz"]
-    for name, (columns, delimiter) in tables.items():  # check all before changing any
+    rows = _read_tables(folder, step_s)
+    _fix_tables(folder, rows, fixes)
+    audio_s = _fix_audio(folder, fixes)
+    video_frames = _fix_video(folder, rows, fixes)
+    _fix_counts(info, rows, step_s, audio_s, video_frames, fixes)
+    if fixes:
+        info.setdefault("repaired", []).append(
+            {"utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "fixes": fixes})
+        layout.write_json_atomic(folder / layout.SESSION_JSON, info)
+    return fixes
+
+
+def _read_tables(folder: Path, step_s: float) -> dict[str, list[dict]]:
+    """Every table's rows, all checked before anything is changed."""
+    rows: dict[str, list[dict]] = {}
+    for name, (_, delimiter) in TABLES.items():
         path = folder / name
         if path.exists():
             rows[name] = layout.read_table(path, delimiter)
             schema.check_table(path, rows[name])
     if layout.PREDICTIONS in rows:
         schema.prediction_times(folder / layout.PREDICTIONS, rows[layout.PREDICTIONS], step_s)
-    for name, (columns, delimiter) in tables.items():
+    return rows
+
+
+def _fix_tables(folder: Path, rows: dict[str, list[dict]], fixes: list[str]) -> None:
+    """Torn last rows dropped, ratings tidied, events sorted."""
+    for name, (columns, delimiter) in TABLES.items():
         path = folder / name
         if not path.exists():
             continue
@@ -88,25 +110,39 @@ def _repair(folder: Path, info: dict, force: bool) -> list[str]:
     if ordered != events:
         _rewrite(folder / layout.EVENTS, layout.EVENT_COLUMNS, ordered, "\t")
         fixes.append(f"{layout.EVENTS}: sorted by onset")
-    audio_s = None
-    if (folder / layout.AUDIO).exists():
-        fixed = repair_wav(folder / layout.AUDIO)
-        if fixed:
-            fixes.append(fixed)
-        import soundfile
 
-        audio_s = soundfile.info(str(folder / layout.AUDIO)).duration
-    video_frames = None
-    if (folder / layout.VIDEO).exists():
-        video_frames, fixed = salvage_video(folder / layout.VIDEO)
-        if fixed:
-            fixes.append(fixed)
-        frames = rows.get(layout.FRAMES, [])
-        kept = [r for r in frames if float(r["frame"]) < video_frames]
-        if len(kept) < len(frames):
-            _rewrite(folder / layout.FRAMES, layout.FRAME_COLUMNS, kept, ",")
-            fixes.append(f"{layout.FRAMES}: dropped {len(frames) - len(kept)} row(s) of "
-                         f"frames the video lost in the crash")
+
+def _fix_audio(folder: Path, fixes: list[str]) -> float | None:
+    """audio.wav's header made to count every whole sample; its duration (None: none)."""
+    if not (folder / layout.AUDIO).exists():
+        return None
+    fixed = repair_wav(folder / layout.AUDIO)
+    if fixed:
+        fixes.append(fixed)
+    import soundfile
+
+    return soundfile.info(str(folder / layout.AUDIO)).duration
+
+
+def _fix_video(folder: Path, rows: dict[str, list[dict]], fixes: list[str]) -> int | None:
+    """video.mp4 without its torn tail, frames.csv without the frames it lost; its frames."""
+    if not (folder / layout.VIDEO).exists():
+        return None
+    video_frames, fixed = salvage_video(folder / layout.VIDEO)
+    if fixed:
+        fixes.append(fixed)
+    frames = rows.get(layout.FRAMES, [])
+    kept = [r for r in frames if float(r["frame"]) < video_frames]
+    if len(kept) < len(frames):
+        _rewrite(folder / layout.FRAMES, layout.FRAME_COLUMNS, kept, ",")
+        fixes.append(f"{layout.FRAMES}: dropped {len(frames) - len(kept)} row(s) of "
+                     f"frames the video lost in the crash")
+    return video_frames
+
+
+def _fix_counts(info: dict, rows: dict[str, list[dict]], step_s: float, audio_s: float | None,
+                video_frames: int | None, fixes: list[str]) -> None:
+    """session.json's status and counts made to say what is on disk."""
     predictions = len(rows.get(layout.PREDICTIONS, []))
     counted = (info.get("counts") or {}).get("predictions")
     if info.get("status") != layout.RECORDING and counted is not None and counted != predictions:
@@ -115,30 +151,32 @@ def _repair(folder: Path, info: dict, force: bool) -> list[str]:
         info["counts"]["predictions"] = predictions
         fixes.append(f"{layout.SESSION_JSON}: {predictions} predictions on disk, not "
                      f"{counted} (duration_s {info['duration_s']:.2f} s)")
-    if info.get("status") == layout.RECORDING:
-        info["status"] = layout.INTERRUPTED
-        info["duration_s"] = round(predictions * step_s, 3)
-        info["counts"] = {"predictions": predictions,
-                          "ratings": len(rows.get(layout.RATINGS, [])),
-                          "events": len(events)}
-        media = info.get("media") or {}
-        if media.get("audio") and audio_s is not None:
-            media["audio"].update(seconds=audio_s, samples=round(audio_s * 16000))
-        if media.get("video") is not None or video_frames is not None:
-            listed = rows.get(layout.FRAMES, [])
-            media["video"] = {**(media.get("video") or {}), "file": layout.VIDEO,
-                              "codec": "h264", "frames": video_frames,
-                              "placeholder_frame_at_0": bool(listed) and listed[0]["frame"] == "1"}
-        fixes.append(f"{layout.SESSION_JSON}: status 'recording' -> 'interrupted' "
-                     f"({info['duration_s']:.2f} s of predictions kept"
-                     + (f", {audio_s:.2f} s of audio" if audio_s is not None else "")
-                     + (f", {video_frames} video frames" if video_frames is not None else "")
-                     + ")")
-    if fixes:
-        info.setdefault("repaired", []).append(
-            {"utc": datetime.now(timezone.utc).isoformat(timespec="seconds"), "fixes": fixes})
-        layout.write_json_atomic(folder / layout.SESSION_JSON, info)
-    return fixes
+    if info.get("status") != layout.RECORDING:
+        return
+    info["status"] = layout.INTERRUPTED
+    info["duration_s"] = round(predictions * step_s, 3)
+    info["counts"] = {"predictions": predictions,
+                      "ratings": len(rows.get(layout.RATINGS, [])),
+                      "events": len(rows.get(layout.EVENTS, []))}
+    _media_counts(info, rows, audio_s, video_frames)
+    fixes.append(f"{layout.SESSION_JSON}: status 'recording' -> 'interrupted' "
+                 f"({info['duration_s']:.2f} s of predictions kept"
+                 + (f", {audio_s:.2f} s of audio" if audio_s is not None else "")
+                 + (f", {video_frames} video frames" if video_frames is not None else "")
+                 + ")")
+
+
+def _media_counts(info: dict, rows: dict[str, list[dict]], audio_s: float | None,
+                  video_frames: int | None) -> None:
+    media = info.get("media") or {}
+    if media.get("audio") and audio_s is not None:
+        rate = info["rates"]["requested"].get("audio_hz") or SAMPLE_RATE
+        media["audio"].update(seconds=audio_s, samples=round(audio_s * rate))
+    if media.get("video") is not None or video_frames is not None:
+        listed = rows.get(layout.FRAMES, [])
+        media["video"] = {**(media.get("video") or {}), "file": layout.VIDEO,
+                          "codec": "h264", "frames": video_frames,
+                          "placeholder_frame_at_0": bool(listed) and listed[0]["frame"] == "1"}
 
 
 def check(folder: str | Path) -> list[str]:

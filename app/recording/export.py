@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.session import layout
-from app.session.reader import RecordedSession as Session, read_session
+from app.recording import layout
+from app.recording.reader import RecordedSession as Session, read_session
 
 FORMATS = ("elan", "bids", "carma")
 
@@ -54,41 +54,63 @@ def export_elan(session: Session, out: Path) -> Path:
             eaf.add_linked_file(str((folder / name).resolve()), relpath=name, mimetype=mime)
     eaf.add_secondary_linked_file(str((folder / layout.PREDICTIONS).resolve()),
                                   relpath=layout.PREDICTIONS, mimetype="text/plain")
-    corrected = session.corrected()
-    if corrected is not None:
-        series = out / BC_SERIES
-        with open(series, "w", newline="") as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(("time_s", "arousal", "valence", "arousal_bc", "valence_bc"))
-            for row in zip(session.time_s, session.arousal, session.valence, *corrected):
-                writer.writerow((f"{row[0]:.3f}", *(f"{v:.6f}" for v in row[1:])))
+    if session.corrected() is not None:
+        series = _write_corrected(session, out / BC_SERIES)
         eaf.add_secondary_linked_file(str(series.resolve()), relpath=BC_SERIES,
                                       mimetype="text/plain")
-    ms = lambda seconds: int(round(seconds * 1000))  # noqa: E731
-    end_s = float(session.time_s[-1] + session.step_s) if session.time_s.size else 0.0
+    _add_events(eaf, session)
+    _add_ratings(eaf, session)
+    _add_flags(eaf, session)
+    eaf.remove_tier("default")
+    path = out / "session.eaf"
+    eaf.to_file(str(path))
+    return path
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+def _write_corrected(session: Session, path: Path) -> Path:
+    """The baseline-corrected series beside the raw one (ELAN links it)."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("time_s", "arousal", "valence", "arousal_bc", "valence_bc"))
+        for row in zip(session.time_s, session.arousal, session.valence, *session.corrected()):
+            writer.writerow((f"{row[0]:.3f}", *(f"{v:.6f}" for v in row[1:])))
+    return path
+
+
+def _add_events(eaf, session: Session) -> None:
     eaf.add_tier("events")
     for event in session.events:
         onset = float(event["onset"])
         duration = float(event["duration"]) if event["duration"] not in ("", "n/a") else 0.0
         text = event["trial_type"] + (f": {event['value']}" if event["value"] else "")
-        eaf.add_annotation("events", ms(onset), ms(onset + max(duration, session.step_s)), text)
+        eaf.add_annotation("events", _ms(onset), _ms(onset + max(duration, session.step_s)),
+                           text)
+
+
+def _add_ratings(eaf, session: Session) -> None:
+    """Each self-rating holds until the next one (the last for one step)."""
     eaf.add_tier("self-rating")
     times = session.rating_time_s
     for index, (arousal, valence) in enumerate(zip(session.rating_arousal,
                                                    session.rating_valence)):
         until = times[index + 1] if index + 1 < len(times) else times[index] + session.step_s
-        if ms(until) > ms(times[index]):
-            eaf.add_annotation("self-rating", ms(times[index]), ms(until),
+        if _ms(until) > _ms(times[index]):
+            eaf.add_annotation("self-rating", _ms(times[index]), _ms(until),
                                f"arousal {arousal:+.2f}, valence {valence:+.2f}")
+
+
+def _add_flags(eaf, session: Session) -> None:
+    """A "voice" and a "face" tier: one annotation per run of steps with the flag set."""
+    end_s = float(session.time_s[-1] + session.step_s) if session.time_s.size else 0.0
     for tier, flags in (("voice", session.voice_active), ("face", session.face_found)):
         eaf.add_tier(tier)
         for begin, end in _runs(flags):
-            eaf.add_annotation(tier, ms(session.time_s[begin]),
-                               ms(min(end_s, session.time_s[end - 1] + session.step_s)), tier)
-    eaf.remove_tier("default")
-    path = out / "session.eaf"
-    eaf.to_file(str(path))
-    return path
+            eaf.add_annotation(tier, _ms(session.time_s[begin]),
+                               _ms(min(end_s, session.time_s[end - 1] + session.step_s)), tier)
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
@@ -127,6 +149,14 @@ def export_bids(session: Session, out: Path) -> Path:
         for row in grid:
             handle.write("\t".join("n/a" if math.isnan(v) else _number(v, name)
                                    for v, name in zip(row, columns)) + "\n")
+    sidecar = _sidecar(session, columns, corrected is not None)
+    (folder / f"{stem}_recording-affect_physio.json").write_text(json.dumps(sidecar, indent=1))
+    _write_events(session, folder / f"{stem}_events.tsv")
+    return physio
+
+
+def _sidecar(session: Session, columns: tuple[str, ...], corrected: bool) -> dict:
+    """The physio file's JSON sidecar (BIDS: what each column is, the sampling rate)."""
     spec = session.info.get("model", {})
     sidecar = {
         "SamplingFrequency": 1.0 / session.step_s,
@@ -143,7 +173,7 @@ def export_bids(session: Session, out: Path) -> Path:
         "ModelName": spec.get("name"), "ModelSHA256": spec.get("sha256"),
         "RecordingStartUTC": (session.info.get("start") or {}).get("utc"),
     }
-    if corrected is not None:
+    if corrected:
         baseline = session.baseline
         span = (f"the neutral baseline {baseline['start_s']:g}-"
                 f"{baseline['start_s'] + baseline['duration_s']:g} s")
@@ -153,14 +183,15 @@ def export_bids(session: Session, out: Path) -> Path:
                 "Description": f"{name} minus its mean over {span} ({mean:+.6f})",
                 "Units": "a.u. (-2..2)"}
         sidecar["Baseline"] = baseline
-    (folder / f"{stem}_recording-affect_physio.json").write_text(json.dumps(sidecar, indent=1))
-    events = folder / f"{stem}_events.tsv"
-    with open(events, "w", newline="") as handle:
+    return sidecar
+
+
+def _write_events(session: Session, path: Path) -> None:
+    with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(layout.EVENT_COLUMNS)
         for event in session.events:
             writer.writerow([event[c] or "n/a" for c in layout.EVENT_COLUMNS])
-    return physio
 
 
 def _number(value: float, name: str) -> str:

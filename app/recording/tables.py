@@ -6,6 +6,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from app.recording import layout
+
 
 class RowWriter:
     """A header, then rows. ``flush`` makes them survive the process being killed;
@@ -60,8 +62,6 @@ def tidy_ratings(path: Path) -> int:
     reads as a label track (times strictly increasing, what training needs). Ratings
     given within the same millisecond collide once written with 3 decimals. Returns how
     many rows were merged away; the file is rewritten only when something changed."""
-    from app.session import layout
-
     rows = layout.read_table(path)
     if not rows:
         return 0
@@ -74,3 +74,12 @@ def tidy_ratings(path: Path) -> int:
         rewrite_table(path, layout.RATING_COLUMNS,
                       ([r[c] for c in layout.RATING_COLUMNS] for r in tidy))
     return len(rows) - len(tidy)
+
+
+def sort_events(path: Path) -> None:
+    """events.tsv in onset order (markers can arrive out of order; the sort is stable)."""
+    rows = layout.read_table(path, "\t")
+    ordered = sorted(rows, key=lambda r: float(r["onset"]))
+    if ordered != rows:
+        rewrite_table(path, layout.EVENT_COLUMNS,
+                      ([r[c] for c in layout.EVENT_COLUMNS] for r in ordered), "\t")

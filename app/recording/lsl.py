@@ -111,8 +111,8 @@ def marker_text(trial_type: str, value: str = "") -> str:
 
 def clean(text: str) -> str:
     """One line without tabs or control characters, fit for a TSV cell and a one-channel
-    marker (``app.session.layout.clean_text``)."""
-    from app.session.layout import clean_text
+    marker (``app.recording.layout.clean_text``)."""
+    from app.recording.layout import clean_text
 
     return clean_text(text)
 
@@ -121,7 +121,9 @@ class AffectOutlet:
     def __init__(self, engine: Engine, name: str = "Affect", source_id: str = "affect-monitor"):
         lsl = _lsl()
         self.engine = engine
-        rate = engine.rate / engine.window
+        self._timeline = engine.timeline
+        self._step_s = engine.spec.window_samples / engine.spec.sample_rate
+        rate = 1.0 / self._step_s
         info = lsl.StreamInfo(name, "Affect", len(CHANNELS), rate, "float32", source_id)
         info.set_channel_names([c for c, _ in CHANNELS])
         info.set_channel_units([u for _, u in CHANNELS])
@@ -151,8 +153,7 @@ class AffectOutlet:
             # Capture time of the window's last sample, on LSL's clock (same monotonic base
             # on Linux, but go through "now" to stay correct on any platform).
             engine_now = time.monotonic()
-            captured = (self.engine.clock.start + self.engine.audio.offset_s
-                        + prediction.t + self.engine.window / self.engine.rate)
+            captured = self._timeline.to_monotonic(prediction.t + self._step_s)
             stamp = self._clock() - (engine_now - captured)
             sample = np.array([prediction.arousal, prediction.valence,
                                float(prediction.face_found), float(prediction.voice_active)],

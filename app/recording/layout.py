@@ -117,8 +117,8 @@ def write_json_atomic(path: Path, data: dict) -> None:
 
 
 def read_session_json(folder: Path) -> dict:
-    """session.json, validated against ``app.session.schema`` (SessionFormatError)."""
-    from app.session.schema import parse_session_json
+    """session.json, validated against ``app.recording.schema`` (SessionFormatError)."""
+    from app.recording.schema import parse_session_json
 
     path = Path(folder) / SESSION_JSON
     if not path.is_file():
