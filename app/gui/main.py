@@ -118,7 +118,7 @@ def run_gui(argv: list[str] | None = None) -> int:
                         else devices)
     window.show()
     if session is not None and not settings.sources.empty:
-        window.start()
+        window.control.start()
     elif settings.sources.empty:
         window.status.message(NO_SOURCES, 0)
         if session is not None:
@@ -134,8 +134,8 @@ def run_gui(argv: list[str] | None = None) -> int:
                 save_screenshot(window, Path(args.screenshot))
             if args.quit_after:
                 # For smoke tests and benchmarks: what the engine did while the window ran.
-                if window.live is not None:
-                    stats = window.live.stats()
+                if window.control.live is not None:
+                    stats = window.control.live.stats()
                     print(f"affect-monitor: {stats.steps} steps, {stats.dropped_windows} "
                           f"dropped windows, provider {stats.provider}", file=sys.stderr,
                           flush=True)
@@ -162,9 +162,9 @@ def save_screenshot(window, path: Path) -> None:
         regions[name] = [round(top_left.x() * ratio), round(top_left.y() * ratio),
                          round(rect.width() * ratio), round(rect.height() * ratio)]
     info = {"regions": regions, "predictions": int(window.curves.traces["arousal"].size),
-            "steps": window.live.stats().steps if window.live else 0,
-            "dropped_windows": window.live.stats().dropped_windows if window.live else 0,
-            "queue_dropped": window.live.subscription.dropped if window.live else 0}
+            "steps": window.control.live.stats().steps if window.control.live else 0,
+            "dropped_windows": window.control.live.stats().dropped_windows if window.control.live else 0,
+            "queue_dropped": window.control.live.subscription.dropped if window.control.live else 0}
     path.with_suffix(".json").write_text(json.dumps(info))
 
 
