@@ -58,10 +58,11 @@ def long_tone(tmp_path_factory):
     return tone(tmp_path_factory.mktemp("media") / "tone.wav", 20.0)
 
 
-def make_control(session, audio_file, seen=None):
+def make_control(session, audio_file, seen=None, lsl_stream=False):
     recorder, _ = recorder_class()
     return LiveControl(session, SourceChoice(audio_file=str(audio_file)), model_path="tiny",
-                       marker_labels=["event 1"], recorder=recorder, observer=seen)
+                       marker_labels=["event 1"], recorder_class=recorder, observer=seen,
+                       lsl_stream=lsl_stream)
 
 
 def poll_until(control, condition, timeout_s=15.0):
@@ -197,6 +198,27 @@ def test_a_bad_model_is_refused_and_the_running_engine_keeps_it(session, long_to
     assert control.session is session and control.live is live and control.model_path == "tiny"
     control.close()
     assert not control.running
+
+
+def test_the_lsl_stream_follows_the_engine_and_a_recording_keeps_it_on(session, long_tone,
+                                                                        tmp_path):
+    pytest.importorskip("mne_lsl.lsl", reason="the optional LSL extra (mne-lsl) is not installed")
+    seen = Seen()
+    control = make_control(session, long_tone, seen, lsl_stream=True)  # remembered: on
+    assert control.lsl_stream and control.marker_outlet is None  # nothing open before Start
+    assert control.start()
+    assert control.affect_outlet is not None and control.marker_outlet is not None
+    assert control.start_recording(tmp_path / "l", {}, lsl=True)
+    assert not control.set_lsl_stream(False)  # refused while a recording streams
+    assert seen.messages[-1] == "this recording streams on LSL until it stops"
+    assert control.lsl_stream and control.affect_outlet is not None
+    control.stop_recording()
+    assert control.lsl_stream  # it was on before the recording: it stays on
+    assert control.start()  # a restart (new sources or model) reopens Affect
+    assert control.affect_outlet is not None
+    control.close()
+    assert control.affect_outlet is None and control.marker_outlet is None
+    assert control.lsl_stream  # the choice is kept for the next run
 
 
 def test_the_control_loads_no_qt_widgets():

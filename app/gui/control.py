@@ -160,12 +160,12 @@ class LiveControl:
     def __init__(self, session: AffectSession | None, sources: SourceChoice, *,
                  model_path: str = "", marker_labels: list[str] | None = None,
                  lsl_stream: bool = False, pacing: Pacing = Pacing.REALTIME,
-                 recorder=None, observer: LiveObserver | None = None) -> None:
+                 recorder_class=None, observer: LiveObserver | None = None) -> None:
         self.session = session
         self.model_path = model_path
         self.sources = sources
         self.pacing = pacing
-        self.recorder_class = recorder  # SessionRecorder, or None: recording unavailable
+        self.recorder_class = recorder_class  # SessionRecorder; None: recording unavailable
         self.observer = observer or LiveObserver()
         self.marker_labels = list(marker_labels or [])
         self.live: LiveEngine | None = None

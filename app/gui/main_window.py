@@ -52,7 +52,7 @@ class MainWindow(QMainWindow):
         self.control = LiveControl(session, settings.sources, model_path=settings.model,
                                    marker_labels=settings.marker_labels,
                                    lsl_stream=settings.lsl_stream, pacing=pacing,
-                                   recorder=recorder, observer=self)
+                                   recorder_class=recorder, observer=self)
         self._build()
         self.control.set_focused(self.isActiveWindow())
         self.on_change()
