@@ -27,7 +27,7 @@ from app.vad import VoiceDetector, load_voice_detector
 from models.faces import FaceTracker
 from models.media import MediaError, ended_early, iter_audio, probe, read_video_frames
 from models.runtime import AffectSession
-from models.spec import SAMPLE_RATE, WINDOW_SAMPLES
+from models.spec import SAMPLE_RATE, STEP_SECONDS, WINDOW_SAMPLES
 
 CHUNK_STEPS = 250  # 10 s per model call: large enough to batch the CNNs, small in memory
 CSV_COLUMNS = ("time_s", "arousal", "valence", "face_found", "face_score", "voice_active")
@@ -72,6 +72,52 @@ def analyze_file(path: str | Path, session: AffectSession, *,
     """
     path = Path(path)
     started = time.monotonic()
+    info, sound = _probe(path, audio_path)
+    own_tracker = tracker is None and info.has_video
+    if own_tracker:
+        tracker = FaceTracker(session.spec.face)
+    preparer = StepPreparer(tracker if info.has_video else None,
+                            vad if vad is not None else load_voice_detector())
+    preparer.reset()
+    frames = _FrameWindow(read_video_frames(path)) if info.has_video else None
+    chunks = _Chunks(session, chunk_steps, on_steps)
+    try:
+        for index, window in enumerate(_windows(info, sound, audio_transform)):
+            end_s = (index + 1) * WINDOW_SAMPLES / SAMPLE_RATE
+            centre_s = end_s - WINDOW_SAMPLES / (2 * SAMPLE_RATE)
+            candidates = frames.until(end_s) if frames is not None else []
+            chunks.add(preparer.prepare(window, centre_s, candidates))
+        chunks.run()
+        early = _ended_early(info, sound, frames, len(chunks.found))
+    finally:
+        if frames is not None:
+            frames.close()
+        if own_tracker:
+            tracker.close()
+    return chunks.analysis(path, sound, early, time.monotonic() - started)
+
+
+def _windows(info, sound, audio_transform) -> Iterator[np.ndarray]:
+    """The 40 ms audio windows to analyse: the sound's, else silence as long as the video."""
+    windows = (_audio_windows(sound.path) if sound.has_audio
+               else _silent_windows(info.duration_s or 0.0))
+    if audio_transform is not None:
+        windows = (audio_transform(window) for window in windows)
+    return windows
+
+
+def _ended_early(info, sound, frames: _FrameWindow | None, steps: int) -> str | None:
+    """Why the file stopped before its header's duration, or None."""
+    notes = [ended_early(sound, "audio", steps * WINDOW_SAMPLES / SAMPLE_RATE)
+             if sound.has_audio else None,
+             ended_early(info, "video", frames.last_s)
+             if frames is not None and frames.exhausted else None]
+    return next((note for note in notes if note), None)
+
+
+def _probe(path: Path, audio_path: str | Path | None):
+    """(the file's MediaInfo, that of the file the sound comes from); MediaError when
+    there is nothing to analyse."""
     info = probe(path)
     sound = info
     if audio_path is not None:
@@ -80,74 +126,66 @@ def analyze_file(path: str | Path, session: AffectSession, *,
             raise MediaError(f"{audio_path}: has no audio stream")
     if not (sound.has_audio or info.has_video):
         raise MediaError(f"{path}: holds neither audio nor video")
-    spec = session.spec
-    own_tracker = tracker is None and info.has_video
-    if own_tracker:
-        tracker = FaceTracker(spec.face)
-    preparer = StepPreparer(tracker if info.has_video else None,
-                            vad if vad is not None else load_voice_detector())
-    preparer.reset()
-    frames = _FrameWindow(read_video_frames(path)) if info.has_video else None
-    windows = (_audio_windows(sound.path) if sound.has_audio
-               else _silent_windows(info.duration_s or 0.0))
-    if audio_transform is not None:
-        windows = (audio_transform(window) for window in windows)
-    state = session.initial_state(1)
-    audio = np.zeros((chunk_steps, WINDOW_SAMPLES), np.float32)
-    faces = np.zeros((chunk_steps, *spec.face_shape), np.float32)
-    mask = np.zeros(chunk_steps, np.float32)
-    found, score, voice, outputs = [], [], [], []
-    filled = 0
-    try:
-        for index, window in enumerate(windows):
-            end_s = (index + 1) * WINDOW_SAMPLES / SAMPLE_RATE
-            centre_s = end_s - WINDOW_SAMPLES / (2 * SAMPLE_RATE)
-            candidates = frames.until(end_s) if frames is not None else []
-            prepared = preparer.prepare(window, centre_s, candidates)
-            audio[filled] = prepared.audio
-            if prepared.face is not None:
-                faces[filled], mask[filled] = prepared.face, 1.0
-            else:
-                faces[filled], mask[filled] = 0.0, 0.0
-            found.append(prepared.face_found)
-            score.append(prepared.face_score)
-            voice.append(prepared.voice_active)
-            filled += 1
-            if filled == chunk_steps:
-                state = _run_chunk(session, audio, faces, mask, filled, state, outputs)
-                filled = 0
-                if on_steps:
-                    on_steps(chunk_steps)
-        if filled:
-            state = _run_chunk(session, audio, faces, mask, filled, state, outputs)
-            if on_steps:
-                on_steps(filled)
-        steps = len(found)
-        early = [ended_early(sound, "audio", steps * WINDOW_SAMPLES / SAMPLE_RATE)
-                 if sound.has_audio else None,
-                 ended_early(info, "video", frames.last_s)
-                 if frames is not None and frames.exhausted else None]
-    finally:
-        if frames is not None:
-            frames.close()
-        if own_tracker:
-            tracker.close()
-    values = np.concatenate(outputs) if outputs else np.zeros((0, 2), np.float32)
-    early = next((note for note in early if note), None)
-    duration_s = sound.duration_s if sound.duration_s is not None else steps * 0.04
-    return FileAnalysis(
-        path=path, time_s=np.arange(steps) * WINDOW_SAMPLES / SAMPLE_RATE,
-        arousal=values[:, 0], valence=values[:, 1], face_found=np.array(found, bool),
-        face_score=np.array(score, np.float32), voice_active=np.array(voice, bool),
-        duration_s=steps * 0.04 if early else duration_s,  # what was read, when cut short
-        seconds_taken=time.monotonic() - started, ended_early=early)
+    return info, sound
 
 
-def _run_chunk(session, audio, faces, mask, filled, state, outputs):
-    result, state = session.run(audio[None, :filled], faces[None, :filled],
-                                mask[None, :filled], state)
-    outputs.append(result[0])
-    return state
+class _Chunks:
+    """Prepared steps gathered into chunks of ``size`` steps, each one model call that
+    carries the LSTM state on; the per-step outputs and flags in order."""
+
+    def __init__(self, session: AffectSession, size: int,
+                 on_steps: Callable[[int], None] | None) -> None:
+        self.session = session
+        self.on_steps = on_steps
+        self.state = session.initial_state(1)
+        self.audio = np.zeros((size, WINDOW_SAMPLES), np.float32)
+        self.faces = np.zeros((size, *session.spec.face_shape), np.float32)
+        self.mask = np.zeros(size, np.float32)
+        self.found: list[bool] = []
+        self.score: list[float] = []
+        self.voice: list[bool] = []
+        self.outputs: list[np.ndarray] = []
+        self.filled = 0
+
+    def add(self, prepared) -> None:
+        i = self.filled
+        self.audio[i] = prepared.audio
+        if prepared.face is not None:
+            self.faces[i], self.mask[i] = prepared.face, 1.0
+        else:
+            self.faces[i], self.mask[i] = 0.0, 0.0
+        self.found.append(prepared.face_found)
+        self.score.append(prepared.face_score)
+        self.voice.append(prepared.voice_active)
+        self.filled += 1
+        if self.filled == len(self.mask):
+            self.run()
+
+    def run(self) -> None:
+        """The model on the steps gathered so far (if any); ``on_steps(n)`` after it."""
+        n = self.filled
+        if not n:
+            return
+        result, self.state = self.session.run(self.audio[None, :n], self.faces[None, :n],
+                                              self.mask[None, :n], self.state)
+        self.outputs.append(result[0])
+        self.filled = 0
+        if self.on_steps:
+            self.on_steps(n)
+
+    def analysis(self, path: Path, sound, early: str | None, seconds: float) -> FileAnalysis:
+        steps = len(self.found)
+        values = (np.concatenate(self.outputs) if self.outputs
+                  else np.zeros((0, 2), np.float32))
+        duration_s = sound.duration_s if sound.duration_s is not None else steps * STEP_SECONDS
+        return FileAnalysis(
+            path=path, time_s=np.arange(steps) * WINDOW_SAMPLES / SAMPLE_RATE,
+            arousal=values[:, 0], valence=values[:, 1], face_found=np.array(self.found, bool),
+            face_score=np.array(self.score, np.float32),
+            voice_active=np.array(self.voice, bool),
+            # What was read, when the file was cut short.
+            duration_s=steps * STEP_SECONDS if early else duration_s,
+            seconds_taken=seconds, ended_early=early)
 
 
 def _audio_windows(path: Path) -> Iterator[np.ndarray]:
@@ -217,7 +255,7 @@ def summarise(result: FileAnalysis, session: AffectSession, model_sha256: str,
         "duration_s": round(result.duration_s, 3),
         "ended_early": result.ended_early,
         "steps": result.steps,
-        "step_s": 0.04,
+        "step_s": STEP_SECONDS,
         **describe("arousal", result.arousal),
         **describe("valence", result.valence),
         "face_share": mean(result.face_found.astype(np.float64)),

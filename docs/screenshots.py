@@ -86,22 +86,23 @@ def make_screenshots(clips: list[Path], out: Path, model: Path, work: Path) -> l
                         store, load_model(str(model)))
     window.resize(*SIZE)
     window.show()
-    if not window.start():
+    if not window.control.start():
         raise RuntimeError("the window could not start on the clips")
     session = work / "session"
-    if not window.start_recording(session, {"participant_id": "demo", "condition": "CREMA-D"}):
+    if not window.control.start_recording(session, {"participant_id": "demo",
+                                                    "condition": "CREMA-D"}):
         raise RuntimeError("the window could not record")
-    window.sampler.focused = True  # an offscreen window never has focus; ratings need it
+    window.control.sampler.focused = True  # an offscreen window never has focus; ratings need it
     for start, code in starts:
         name, (valence, arousal) = EMOTIONS.get(code, (code.lower(), (0.0, 0.0)))
-        wait_until(app, lambda: window.engine_time() is not None
-                   and window.engine_time() >= start + 0.3, duration + 30)
-        window.add_marker("stimulus", name)
+        wait_until(app, lambda: window.control.engine_time() is not None
+                   and window.control.engine_time() >= start + 0.3, duration + 30)
+        window.control.add_marker("stimulus", name)
         window.circumplex.ratingMoved.emit(valence, arousal)  # as a mouse move would
-    wait_until(app, lambda: window.engine_time() is None
-               or window.engine_time() >= duration - 0.4, duration + 30)
+    wait_until(app, lambda: window.control.engine_time() is None
+               or window.control.engine_time() >= duration - 0.4, duration + 30)
     shots = [save(window, out / "live-window.png")]
-    wait_until(app, lambda: window.recording is None, 30)  # the video ended: session saved
+    wait_until(app, lambda: window.control.recording is None, 30)  # the video ended: session saved
     window.close()
 
     review = ReviewWindow.open(session)

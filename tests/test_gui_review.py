@@ -193,19 +193,19 @@ def test_slider_ratings_are_recorded_at_25_hz_with_the_unrated_dimension_held(
                         session)
     qtbot.addWidget(window)
     window.show()
-    assert window.set_rating_mode("arousal") and window.rating_slider.isVisible()
-    assert window.start()
+    assert window.control.set_rating_mode("arousal") and window.rating_slider.isVisible()
+    assert window.control.start()
     qtbot.waitUntil(lambda: window.curves.traces["arousal"].size >= 3, timeout=15_000)
     out = tmp_path / "rated"
-    assert window.start_recording(out, {"participant_id": "p"})
-    assert not window.set_rating_mode("valence")  # fixed while recording
+    assert window.control.start_recording(out, {"participant_id": "p"})
+    assert not window.control.set_rating_mode("valence")  # fixed while recording
     assert window.rating_slider.rating_enabled and not window.circumplex.rating_enabled
-    window.sampler.focused = True  # offscreen windows never get focus
+    window.control.sampler.focused = True  # offscreen windows never get focus
     window.rating_slider.ratingMoved.emit(0.6)
     qtbot.wait(240)
     window.nudge_rating(0, -1)  # arrow down: 0.6 - 0.05
     qtbot.wait(240)
-    window.stop_recording()
+    window.control.stop_recording()
     window.close()
 
     ratings = rows(out / layout.RATINGS)

@@ -32,7 +32,7 @@ def open_window(qtbot, session, store, clip):
     window = MainWindow(settings, store, session, devices=None)
     qtbot.addWidget(window)
     window.show()
-    assert window.start()
+    assert window.control.start()
     return window
 
 
@@ -47,7 +47,7 @@ def test_window_on_a_clip_draws_curves_circumplex_and_video(qtbot, session, stor
     assert len(x) == window.circumplex.points
     assert window.circumplex.trail in window.circumplex.getPlotItem().items  # still drawn
     assert window.video.frames_shown > 0
-    qtbot.waitUntil(lambda: window.live.face_box() is not None, timeout=5_000)
+    qtbot.waitUntil(lambda: window.control.live.face_box() is not None, timeout=5_000)
     assert "face yes" in window.face_value.text()
     assert "steps/s" in window.status.rate.text()
     window.close()
@@ -59,11 +59,11 @@ def test_a_bad_model_is_refused_and_the_previous_one_keeps_running(qtbot, sessio
     qtbot.waitUntil(lambda: window.curves.traces["arousal"].size >= 5, timeout=15_000)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not an ONNX file")
-    engine_before = window.live.engine
-    assert not window.set_model(str(bad))
+    engine_before = window.control.live.engine
+    assert not window.control.set_model(str(bad))
     assert window.error_box is not None and window.error_box.isVisible()
     assert "not a loadable ONNX model" in window.error_box.text()
-    assert window.session is session and window.live.engine is engine_before
+    assert window.control.session is session and window.control.live.engine is engine_before
     assert window.settings.model != str(bad)
     points = window.curves.traces["arousal"].size
     qtbot.waitUntil(lambda: window.curves.traces["arousal"].size > points + 5, timeout=10_000)
@@ -85,17 +85,17 @@ def test_markers_and_ratings_land_in_the_recorded_files_on_the_engine_clock(
     assert window.record_action.isEnabled()
     qtbot.waitUntil(lambda: window.curves.traces["arousal"].size >= 5, timeout=15_000)
     folder = tmp_path / "session"
-    assert window.start_recording(folder, {"participant_id": "p01"})
-    assert window.sampler.running  # self-rating runs while recording
-    window.sampler.focused = True  # offscreen windows never get focus
+    assert window.control.start_recording(folder, {"participant_id": "p01"})
+    assert window.control.sampler.running  # self-rating runs while recording
+    window.control.sampler.focused = True  # offscreen windows never get focus
     window._rating_moved(0.5, -0.5)
     qtbot.wait(300)
     window.marker_bar.mark(1)
     window.marker_bar.text.setText("door slammed")
     qtbot.keyClick(window.marker_bar.text, Qt.Key.Key_Return)
     qtbot.wait(400)  # ~10 rating samples
-    window.stop_recording()
-    assert window.recording is None
+    window.control.stop_recording()
+    assert window.control.recording is None
 
     session_json = json.loads((folder / "session.json").read_text())
     assert session_json["participant_id"] == "p01"
@@ -121,7 +121,7 @@ def test_closing_the_window_while_recording_finalises_the_session(qtbot, session
     import json
 
     window = open_window(qtbot, session, store, cremad_dir / CLIP)
-    assert window.start_recording(tmp_path / "s", {})
+    assert window.control.start_recording(tmp_path / "s", {})
     qtbot.wait(300)
     window.close()
     status = json.loads((tmp_path / "s" / "session.json").read_text())["status"]
@@ -132,7 +132,7 @@ def test_settings_persist_between_runs(qtbot, session, store, cremad_dir):
     window = open_window(qtbot, session, store, cremad_dir / CLIP)
     window.set_window(300)
     window.marker_bar.set_label(3, "laugh")
-    window.set_model(str(session.path))
+    window.control.set_model(str(session.path))
     window.close()
 
     again = settings_store.load(QSettings(store.fileName(), QSettings.Format.IniFormat))
@@ -153,7 +153,7 @@ def test_without_a_model_the_window_opens_and_says_to_choose_one(qtbot, store):
     qtbot.addWidget(window)
     window.show()
     assert "choose a model" in window.video.message
-    assert not window.start()
+    assert not window.control.start()
     assert "Choose a model" in window.error_box.text()
     window.close()
 
@@ -181,14 +181,15 @@ def test_baselines_from_the_record_dialog_and_the_session_menu_are_stored_and_sh
 
     window = open_window(qtbot, session, store, long_clip)
     assert not window.baseline_action.isEnabled()  # only while recording
-    assert not window.record_baseline(1.0)
+    assert not window.control.record_baseline(1.0)
     assert "press Record first" in window.statusBar().currentMessage()
     qtbot.waitUntil(lambda: window.curves.traces["arousal"].size >= 5, timeout=15_000)
     folder = tmp_path / "session"
-    assert window.start_recording(folder, {}, baseline_s=1.0)  # the dialog's "Neutral baseline"
+    # The dialog's "Neutral baseline":
+    assert window.control.start_recording(folder, {}, baseline_s=1.0)
     assert window.baseline_action.isEnabled()
     assert "baseline: keep neutral, 1 s left" in window.status.recording.text()
-    recorder = window.recording.recorder
+    recorder = window.control.recording.recorder
     qtbot.waitUntil(lambda: recorder.baseline is not None, timeout=10_000)
     first = recorder.baseline
     assert first["start_s"] == 0.0 and first["complete"] and first["steps"] == 25
@@ -196,12 +197,12 @@ def test_baselines_from_the_record_dialog_and_the_session_menu_are_stored_and_sh
                     timeout=2_000)
     qtbot.waitUntil(lambda: "baseline" not in window.status.recording.text(), timeout=2_000)
 
-    assert window.record_baseline(0.8)  # Session > Record a neutral baseline
+    assert window.control.record_baseline(0.8)  # Session > Record a neutral baseline
     assert "baseline: keep neutral" in window.status.recording.text()
     qtbot.waitUntil(lambda: recorder.baseline is not first, timeout=10_000)
     second = recorder.baseline
     assert second["start_s"] >= 1.0 and second["steps"] in (19, 20)  # 40 ms windows wholly inside
-    window.stop_recording()
+    window.control.stop_recording()
     assert not window.baseline_action.isEnabled()
 
     stored = json.loads((folder / "session.json").read_text())["baseline"]
@@ -242,7 +243,8 @@ def test_recording_with_lsl_streams_affect_and_markers_until_it_stops(
         qtbot, session, store, long_clip, tmp_path, lsl):
     window = open_window(qtbot, session, store, long_clip)
     qtbot.waitUntil(lambda: window.curves.traces["arousal"].size >= 5, timeout=15_000)
-    assert window.start_recording(tmp_path / "session", {}, lsl=True)  # the dialog's checkbox
+    # The dialog's checkbox:
+    assert window.control.start_recording(tmp_path / "session", {}, lsl=True)
     affect_in, markers_in = open_inlets(lsl)
     qtbot.wait(200)
     window.marker_bar.mark(2)
@@ -252,7 +254,7 @@ def test_recording_with_lsl_streams_affect_and_markers_until_it_stops(
     assert data.shape[1] == 4 and len(data) >= 10  # arousal, valence, face, voice at 25 Hz
     assert np.all(np.abs(data[:, :2]) <= 1.0)
     assert [row[0] for row in texts] == ["event 2"]
-    window.stop_recording()
+    window.control.stop_recording()
     # The recording turned the stream on, so its end turns it off again.
     assert not window.stream_action.isChecked()
     assert not affect_streams(lsl, timeout=1) and not marker_streams(lsl, timeout=1)
@@ -287,7 +289,7 @@ def test_stream_on_lsl_without_recording_follows_engine_restarts_and_is_remember
     window = open_window(qtbot, session, store, long_clip)
     assert window.stream_action.isEnabled() and not window.stream_action.isChecked()
     window.stream_action.trigger()  # Session > Stream on LSL (Ctrl+L)
-    assert window.stream_action.isChecked() and window.recording is None
+    assert window.stream_action.isChecked() and window.control.recording is None
     affect_in, markers_in = open_inlets(lsl)
     qtbot.wait(300)
     window.marker_bar.mark(1)  # no recording: the window pushes its markers itself
@@ -300,14 +302,14 @@ def test_stream_on_lsl_without_recording_follows_engine_restarts_and_is_remember
     # A recording on LSL shares the one Markers stream: each event goes out once, and the
     # recorder does not take the window's own markers for another app's.
     folder = tmp_path / "session"
-    assert window.start_recording(folder, {}, lsl=True)
+    assert window.control.start_recording(folder, {}, lsl=True)
     assert len(marker_streams(lsl, timeout=1)) == 1
     window.stream_action.trigger()  # turning the stream off is refused while it records
-    assert window.stream_action.isChecked() and window.marker_outlet is not None
+    assert window.stream_action.isChecked() and window.control.marker_outlet is not None
     qtbot.wait(300)
     window.marker_bar.mark(3)
     qtbot.wait(1200)  # the recorder's inlet looks for Markers streams every second
-    window.stop_recording()
+    window.control.stop_recording()
     texts, _ = markers_in.pull_chunk(timeout=2)
     assert [row[0] for row in texts] == ["event 3"]
     events = read_table(folder / "events.tsv", "\t")
@@ -316,8 +318,8 @@ def test_stream_on_lsl_without_recording_follows_engine_restarts_and_is_remember
     assert json.loads((folder / "session.json").read_text())["lsl"]["markers_pushed"] == 1
     assert window.stream_action.isChecked()  # on before the recording: stays on
 
-    assert window.start()  # an engine restart (new sources or model) keeps the stream
-    assert window.affect_outlet is not None and len(affect_streams(lsl)) == 1
+    assert window.control.start()  # an engine restart (new sources or model) keeps the stream
+    assert window.control.affect_outlet is not None and len(affect_streams(lsl)) == 1
     window.close()  # the choice is remembered, the outlets closed
-    assert window.affect_outlet is None and window.marker_outlet is None
+    assert window.control.affect_outlet is None and window.control.marker_outlet is None
     assert settings_store.load(QSettings(store.fileName(), QSettings.Format.IniFormat)).lsl_stream

@@ -8,8 +8,9 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 
 from app.gui.curves import BACKGROUND
+from models.spec import STEPS_PER_SECOND
 
-TRAIL = 50  # points in the trail: 2 s at 25 steps per second
+TRAIL = 2 * STEPS_PER_SECOND  # points in the trail: the last 2 s
 POINT_COLOUR = (250, 90, 90)
 RATING_COLOUR = (120, 230, 120)
 QUADRANTS = (  # (x, y, text): names after Russell (1980)

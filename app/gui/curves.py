@@ -114,10 +114,13 @@ class CurvePanel(QWidget):
             self.traces["valence"].extend(t, valence)
             self._dirty = True
 
-    def add_ratings(self, t: np.ndarray, arousal: np.ndarray, valence: np.ndarray) -> None:
+    def add_ratings(self, t: np.ndarray, arousal: np.ndarray, valence: np.ndarray,
+                    rated: tuple[str, ...] = ("arousal", "valence")) -> None:
+        """Self-ratings; only the ``rated`` dimensions are drawn (a slider rates one)."""
         if len(t):
-            self.ratings["arousal"].extend(t, arousal)
-            self.ratings["valence"].extend(t, valence)
+            values = {"arousal": arousal, "valence": valence}
+            for name in rated:
+                self.ratings[name].extend(t, values[name])
             self._dirty = True
 
     def add_marker(self, t: float, label: str) -> None:

@@ -47,7 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def choose_sources(args, remembered, devices):
     """Flags win; then what was chosen last time; then the default devices."""
-    from app.gui.settings import SourceChoice
+    from app.sources.choice import SourceChoice
 
     flags = any(v is not None for v in (args.camera, args.video, args.mic, args.audio))
     if flags:
@@ -89,17 +89,32 @@ def run_gui(argv: list[str] | None = None) -> int:
         print(f"affect-monitor: {problem}", file=sys.stderr)
         return 2
     release_opencv_qt_plugins()
-    from PySide6.QtCore import QSettings, QTimer
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
+
+    from app.gui import settings as settings_store
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setOrganizationName(settings_store.ORGANISATION)
+    app.setApplicationName(settings_store.APPLICATION)
+    window = open_window(args)
+    if args.screenshot or args.quit_after:
+        # One timer, so the screenshot always comes before the close: two single-shot timers
+        # of 3.8 and 4 s are coarse timers (5% slack) and may fire in either order.
+        QTimer.singleShot(int(1000 * (args.quit_after or 3.0)), lambda: finish(window, args))
+    return app.exec()
+
+
+def open_window(args):
+    """The main window, shown and started on the sources and model that the flags, else
+    the last run, else the defaults chose; what is missing said in the status bar."""
+    from PySide6.QtCore import QSettings
 
     from app.gui import settings as settings_store
     from app.gui.live import ModelLoadError, load_model
     from app.gui.main_window import MainWindow
     from app.sources import DeviceList, list_devices
 
-    app = QApplication.instance() or QApplication([sys.argv[0]])
-    app.setOrganizationName(settings_store.ORGANISATION)
-    app.setApplicationName(settings_store.APPLICATION)
     store = (QSettings(args.settings, QSettings.Format.IniFormat) if args.settings
              else settings_store.open_settings())
     settings = settings_store.load(store)
@@ -118,30 +133,28 @@ def run_gui(argv: list[str] | None = None) -> int:
                         else devices)
     window.show()
     if session is not None and not settings.sources.empty:
-        window.start()
+        window.control.start()
     elif settings.sources.empty:
         window.status.message(NO_SOURCES, 0)
         if session is not None:
             window.video.clear(NO_SOURCES)
     for reason in devices.problems:
         window.status.message(reason, 0)
+    return window
 
-    if args.screenshot or args.quit_after:
-        # One timer, so the screenshot always comes before the close: two single-shot timers
-        # of 3.8 and 4 s are coarse timers (5% slack) and may fire in either order.
-        def finish() -> None:
-            if args.screenshot:
-                save_screenshot(window, Path(args.screenshot))
-            if args.quit_after:
-                # For smoke tests and benchmarks: what the engine did while the window ran.
-                if window.live is not None:
-                    stats = window.live.stats()
-                    print(f"affect-monitor: {stats.steps} steps, {stats.dropped_windows} "
-                          f"dropped windows, provider {stats.provider}", file=sys.stderr,
-                          flush=True)
-                window.close()
-        QTimer.singleShot(int(1000 * (args.quit_after or 3.0)), finish)
-    return app.exec()
+
+def finish(window, args) -> None:
+    """--screenshot, then --quit-after: say what the engine did and close."""
+    if args.screenshot:
+        save_screenshot(window, Path(args.screenshot))
+    if args.quit_after:
+        # For smoke tests and benchmarks: what the engine did while the window ran.
+        live = window.control.live
+        if live is not None:
+            stats = live.stats()
+            print(f"affect-monitor: {stats.steps} steps, {stats.dropped_windows} "
+                  f"dropped windows, provider {stats.provider}", file=sys.stderr, flush=True)
+        window.close()
 
 
 def save_screenshot(window, path: Path) -> None:
@@ -161,10 +174,11 @@ def save_screenshot(window, path: Path) -> None:
         ratio = pixmap.width() / max(1, window.width())
         regions[name] = [round(top_left.x() * ratio), round(top_left.y() * ratio),
                          round(rect.width() * ratio), round(rect.height() * ratio)]
+    live = window.control.live
     info = {"regions": regions, "predictions": int(window.curves.traces["arousal"].size),
-            "steps": window.live.stats().steps if window.live else 0,
-            "dropped_windows": window.live.stats().dropped_windows if window.live else 0,
-            "queue_dropped": window.live.subscription.dropped if window.live else 0}
+            "steps": live.stats().steps if live else 0,
+            "dropped_windows": live.stats().dropped_windows if live else 0,
+            "queue_dropped": live.subscription.dropped if live else 0}
     path.with_suffix(".json").write_text(json.dumps(info))
 
 

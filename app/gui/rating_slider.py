@@ -5,11 +5,8 @@ The slider only says where the rater points; sampling is ``app.gui.rating.Rating
 (the same 25 Hz sample-and-hold on the engine clock as the circumplex rating), so both
 inputs give ratings.csv rows on the same 40 ms grid.
 
-ratings.csv has no way to say "not rated": every row needs a finite arousal and valence
-(the recorder refuses NaN, and the training label reader and exporters expect numbers).
-So the dimension the slider does not rate is written as ``UNRATED`` (0.0), and the
-recording's session.json says which dimension was rated (``metadata.self_rating``,
-see ``rating_metadata``); review mode reads it and plots only the rated dimension.
+The dimension the slider does not rate is written as ``UNRATED`` (see ``app.gui.rating``,
+where the rating modes and their session.json metadata live, Qt-free).
 """
 from __future__ import annotations
 
@@ -17,51 +14,12 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from app.gui.rating import RatingSampler
+from app.gui.rating import (CIRCUMPLEX, DIMENSIONS, RATING_MODES, UNRATED, rated_dimensions,
+                            rating_metadata, set_slider_rating, slider_rating)
 
-DIMENSIONS = ("arousal", "valence")
-CIRCUMPLEX = "circumplex"
-RATING_MODES = (CIRCUMPLEX, *DIMENSIONS)  # what the self-rating input can be
-UNRATED = 0.0  # written for the dimension a 1-D rating leaves out (see module doc)
 ENDS = {"arousal": ("high arousal", "low arousal"), "valence": ("positive", "negative")}
 ACTIVE = QColor(120, 230, 120)
 PAUSED = QColor(110, 110, 110)
-
-
-def rating_metadata(mode: str) -> dict:
-    """session.json's ``self_rating``: which input made ratings.csv."""
-    if mode == CIRCUMPLEX:
-        return {"input": "circumplex", "dimensions": list(DIMENSIONS)}
-    return {"input": "slider", "dimensions": [mode],
-            "unrated": {"dimension": other_dimension(mode), "value": UNRATED}}
-
-
-def rated_dimensions(info: dict) -> tuple[str, ...]:
-    """The dimensions a recorded session's ratings.csv really holds (both when unsaid)."""
-    if not isinstance(info, dict):
-        return DIMENSIONS
-    metadata = info.get("metadata") if isinstance(info.get("metadata"), dict) else {}
-    rating = metadata.get("self_rating", info.get("self_rating"))
-    dims = rating.get("dimensions") if isinstance(rating, dict) else None
-    if isinstance(dims, list) and dims and all(d in DIMENSIONS for d in dims):
-        return tuple(dims)
-    return DIMENSIONS
-
-
-def other_dimension(dimension: str) -> str:
-    return "valence" if dimension == "arousal" else "arousal"
-
-
-def set_slider_rating(sampler: RatingSampler, dimension: str, value: float) -> None:
-    """Point the shared sampler at ``value`` on ``dimension``; the other holds UNRATED."""
-    if dimension == "arousal":
-        sampler.move_to(UNRATED, value)
-    else:
-        sampler.move_to(value, UNRATED)
-
-
-def slider_rating(sampler: RatingSampler, dimension: str) -> float:
-    return sampler.arousal if dimension == "arousal" else sampler.valence
 
 
 class RatingSlider(QWidget):

@@ -1,19 +1,19 @@
-"""Recording through ``app.recording.recorder.SessionRecorder`` (the recording issue's
-module), behind the small interface agreed with it:
+"""The Record dialog. Recording itself goes through ``app.recording.recorder.SessionRecorder``
+(driven by ``app.gui.control.LiveControl``), behind the small interface agreed with it:
 
     SessionRecorder(out_dir, metadata: dict, engine, baseline_s=None, lsl=False,
                     lsl_marker_outlet=None)
     .start()  .add_event(onset_s, label, value="")  .add_rating(t_s, arousal, valence)
     .record_baseline(seconds)  .baseline  .stop()
 
-The recorder owns its thread and the disk; the window only calls these methods. When the
-module is not importable, ``recorder_class()`` says why and Record is disabled. The
-dialog offers what ``affect-monitor record --baseline N --lsl`` offers on the command line.
+The recorder owns its thread and the disk; the control only calls these methods. When the
+module is not importable, ``app.gui.control.recorder_class()`` says why and Record is
+disabled. The dialog offers what ``affect-monitor record --baseline N --lsl`` offers on
+the command line.
 """
 from __future__ import annotations
 
 import getpass
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -23,19 +23,9 @@ from PySide6.QtWidgets import (QCheckBox, QDialog, QDialogButtonBox, QDoubleSpin
                                QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
                                QPlainTextEdit, QPushButton, QWidget)
 
+from app.gui.control import MAX_BASELINE_S
 from app.recording.layout import safe_label
 from app.recording.lsl import lsl_not_installed
-
-MAX_BASELINE_S = 600.0
-
-
-def recorder_class():
-    """(SessionRecorder, None), or (None, the reason recording is unavailable)."""
-    try:
-        from app.recording.recorder import SessionRecorder
-    except ImportError as error:
-        return None, f"recording is not available in this build ({error})"
-    return SessionRecorder, None
 
 
 def default_sessions_dir() -> Path:
@@ -120,52 +110,3 @@ class RecordDialog(QDialog):
                  f"ses-{meta['session_id']}" if meta["session_id"] else ""]
         name = "_".join(p for p in parts if p) or datetime.now().strftime("ses-%Y%m%d%H%M%S")
         return Path(self.folder.text()).expanduser() / name
-
-
-def baseline_summary(baseline: dict) -> str:
-    """What a stored baseline (the recorder's ``baseline``) measured, in a line for the
-    status bar."""
-    short = "" if baseline["complete"] else f" of the {baseline['requested_s']:g} s asked for"
-    return (f"baseline stored ({baseline['duration_s']:.1f} s{short}): arousal "
-            f"{baseline['arousal']['mean']:+.2f}, valence {baseline['valence']['mean']:+.2f}; "
-            "exports add baseline-corrected columns")
-
-
-class Recording:
-    """A running recorder, whether it turned the window's LSL stream on (so stopping
-    turns it off), when it started (for the elapsed-time indicator) and its baseline as
-    the window last showed it."""
-
-    def __init__(self, recorder, out_dir: Path, started_stream: bool = False) -> None:
-        self.recorder = recorder
-        self.out_dir = out_dir
-        self.started_stream = started_stream
-        self.started = time.monotonic()
-        self.baseline_ends: float | None = None  # monotonic end of a baseline being taken
-        self.baseline_shown: dict | None = None
-
-    @property
-    def elapsed_s(self) -> float:
-        return time.monotonic() - self.started
-
-    def take_baseline(self, seconds: float) -> None:
-        """Count down a baseline of ``seconds`` from now (the caller tells the recorder)."""
-        self.baseline_ends = time.monotonic() + seconds
-
-    def baseline_left_s(self) -> float | None:
-        """Seconds of the baseline still to record, or None when none is being taken."""
-        if self.baseline_ends is None:
-            return None
-        left = self.baseline_ends - time.monotonic()
-        if left <= 0:
-            self.baseline_ends = None
-            return None
-        return left
-
-    def new_baseline(self) -> dict | None:
-        """The recorder's baseline when it is one the window has not shown yet."""
-        baseline = getattr(self.recorder, "baseline", None)
-        if baseline is None or baseline is self.baseline_shown:
-            return None
-        self.baseline_shown = baseline
-        return baseline

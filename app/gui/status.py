@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
 
+from models.spec import STEPS_PER_SECOND
+
 
 class StatusPanel:
     def __init__(self, bar: QStatusBar) -> None:
         self.bar = bar
         self.sources = self._label("no sources", "video source; audio source")
         self.model = self._label("no model", "model name and execution provider")
-        self.rate = self._label("– steps/s", "model steps per second (25 = real time)")
+        self.rate = self._label("– steps/s", "model steps per second "
+                                               f"({STEPS_PER_SECOND} = real time)")
         self.latency = self._label("– ms", "step latency, p50 over the last second")
         self.dropped = self._label("dropped 0", "40 ms audio windows lost because the "
                                                 "engine fell behind")
