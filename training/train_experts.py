@@ -195,54 +195,88 @@ def stream_loss(voice_expert, streams, stream_targets, train: bool) -> torch.Ten
     return ccc_loss_rows(reading.reshape(-1, 2)[valid], target.reshape(-1, 2)[valid])
 
 
+def training_items(voice, settings: VoiceRecipe, clips, rng) -> tuple:
+    """Descriptors of every clip and of its augmented copies -> (items, targets [N,2] tensor,
+    actors [N])."""
+    items, targets, actors = [], [], []
+    for index in range(len(clips)):
+        clean = np.asarray(clips.audio(index), np.float32)
+        copies = [clean] + [augmented_copy(clean, settings, rng) for _ in range(settings.copies)]
+        for samples in copies:
+            items.append(clip_descriptors(voice, samples))
+            targets.append(clips.targets[index])
+            actors.append(clips.actor[index])
+    return items, torch.from_numpy(np.array(targets)), np.array(actors)
+
+
+def voice_epoch(voice, optimiser, schedule, data: tuple, settings: VoiceRecipe, rng) -> float:
+    """One pass over the clips (scored by their mean) and, per batch, streams of clips
+    (scored per step); -> the mean loss."""
+    items, targets, actors = data
+    order = rng.permutation(len(items))
+    losses = []
+    for start in range(0, len(order), settings.batch_size):
+        rows = order[start:start + settings.batch_size]
+        means = clip_means(voice, [items[i] for i in rows], train=True)
+        loss = ccc_loss_rows(means, targets[rows])
+        if settings.streams_per_batch:
+            streams = draw_streams(items, targets.numpy(), actors, settings.streams_per_batch,
+                                   settings.stream_clips, rng)
+            loss = loss + settings.stream_weight * stream_loss(voice, *streams, train=True)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
+@torch.no_grad()
+def held_out_scores(voice, valid_items, valid) -> list[float]:
+    """Clip-mean CCC of arousal and valence on the held-out clips."""
+    means = clip_means(voice, valid_items, train=False).numpy()
+    return [ccc(means[:, k], valid.targets[:, k]) for k in range(2)]
+
+
+class WeightAverage:
+    """A running mean of state dicts (stochastic weight averaging, Izmailov et al. 2018)."""
+
+    def __init__(self):
+        self.weights, self.count = None, 0
+
+    def add(self, state: dict) -> None:
+        self.count += 1
+        if self.weights is None:
+            self.weights = {k: v.clone().float() for k, v in state.items()}
+        else:
+            self.weights = {k: self.weights[k] + (v.float() - self.weights[k]) / self.count
+                            for k, v in state.items()}
+
+
 def train_voice(voice, recipe: Recipe, train, valid, log) -> dict:
     """Train ``voice`` (a VoiceExpert) on RAVDESS clips ``train``; ``valid`` picks the epoch."""
     settings = recipe.voice
     rng = np.random.default_rng(recipe.seed)
     started = time.time()
-    train_items, train_targets, train_actors = [], [], []
-    for index in range(len(train)):
-        clean = np.asarray(train.audio(index), np.float32)
-        copies = [clean] + [augmented_copy(clean, settings, rng) for _ in range(settings.copies)]
-        for samples in copies:
-            train_items.append(clip_descriptors(voice, samples))
-            train_targets.append(train.targets[index])
-            train_actors.append(train.actor[index])
-    train_actors = np.array(train_actors)
+    data = training_items(voice, settings, train, rng)
     valid_items = [clip_descriptors(voice, np.asarray(valid.audio(i), np.float32))
                    for i in range(len(valid))]
     valid_streams = draw_streams(valid_items, valid.targets, valid.actor, 40,
                                  settings.stream_clips, np.random.default_rng(1))
-    train_targets = torch.from_numpy(np.array(train_targets))
-    log(f"voice: descriptors of {len(train_items)} training clips (with {settings.copies} "
+    log(f"voice: descriptors of {len(data[0])} training clips (with {settings.copies} "
         f"augmented copies each) in {time.time() - started:.0f} s")
     parameters = [p for p in voice.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(parameters, settings.lr, weight_decay=settings.weight_decay)
-    batches = -(-len(train_items) // settings.batch_size)
+    batches = -(-len(data[0]) // settings.batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, settings.epochs * batches)
     best = {"score": -np.inf}
-    average, averaged = None, 0
+    average = WeightAverage()
     for epoch in range(settings.epochs):
-        order = rng.permutation(len(train_items))
-        losses = []
-        for start in range(0, len(order), settings.batch_size):
-            rows = order[start:start + settings.batch_size]
-            means = clip_means(voice, [train_items[i] for i in rows], train=True)
-            loss = ccc_loss_rows(means, train_targets[rows])
-            if settings.streams_per_batch:
-                streams = draw_streams(train_items, train_targets.numpy(), train_actors,
-                                       settings.streams_per_batch, settings.stream_clips, rng)
-                loss = loss + settings.stream_weight * stream_loss(voice, *streams, train=True)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            losses.append(loss.item())
+        loss = voice_epoch(voice, optimiser, schedule, data, settings, rng)
+        scores = held_out_scores(voice, valid_items, valid)
         with torch.no_grad():
-            means = clip_means(voice, valid_items, train=False).numpy()
             held_out_streams = 1 - stream_loss(voice, *valid_streams, train=False).item()
-        scores = [ccc(means[:, k], valid.targets[:, k]) for k in range(2)]
-        log(f"voice epoch {epoch + 1}: loss {np.mean(losses):.3f}, held-out clips CCC "
+        log(f"voice epoch {epoch + 1}: loss {loss:.3f}, held-out clips CCC "
             f"arousal {scores[0]:.3f} valence {scores[1]:.3f}, held-out streams per step "
             f"(mean of both) {held_out_streams:.3f}")
         if np.mean(scores) > best["score"]:
@@ -250,21 +284,15 @@ def train_voice(voice, recipe: Recipe, train, valid, log) -> dict:
                     "arousal": scores[0], "valence": scores[1],
                     "weights": {k: v.clone() for k, v in voice.state_dict().items()}}
         if settings.average_from_epoch and epoch + 1 >= settings.average_from_epoch:
-            weights = voice.state_dict()
-            averaged += 1
-            average = ({k: v.clone().float() for k, v in weights.items()} if average is None
-                       else {k: average[k] + (v.float() - average[k]) / averaged
-                             for k, v in weights.items()})
-    if average is not None:
-        voice.load_state_dict(average)
-        with torch.no_grad():
-            means = clip_means(voice, valid_items, train=False).numpy()
-        scores = [ccc(means[:, k], valid.targets[:, k]) for k in range(2)]
+            average.add(voice.state_dict())
+    if average.weights is not None:
+        voice.load_state_dict(average.weights)
+        scores = held_out_scores(voice, valid_items, valid)
         log(f"voice: average of epochs {settings.average_from_epoch}-{settings.epochs}: "
             f"held-out clips CCC arousal {scores[0]:.3f} valence {scores[1]:.3f}")
         if np.mean(scores) > best["score"]:
-            best = {"score": float(np.mean(scores)), "epoch": f"average of {averaged}",
-                    "arousal": scores[0], "valence": scores[1], "weights": average}
+            best = {"score": float(np.mean(scores)), "epoch": f"average of {average.count}",
+                    "arousal": scores[0], "valence": scores[1], "weights": average.weights}
     voice.load_state_dict(best.pop("weights"))
     best["seconds"] = round(time.time() - started)
     return best
