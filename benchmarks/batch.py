@@ -17,10 +17,10 @@ them with `affect-monitor analyze`'s runner, each time into a fresh folder:
 
 Each time includes starting the pool's processes and every worker's model; the cluster's
 own start-up is not counted (a cluster is started once for many runs). Each line gives
-CPU seconds (user + system, this process and all its children) per media second: on a
-shared machine the wall-clock ratios say as much about the other processes as about
-these, the CPU cost much less so; and the load average (1 min) before and after. Finally
-checks that every run wrote the same study.csv and predictions.
+CPU seconds (user + system, this process and all its children) and minor page faults per
+media second: on a shared machine the wall-clock ratios say as much about the other
+processes as about these, the CPU cost much less so; and the load average (1 min) before
+and after. Finally checks that every run wrote the same study.csv and predictions.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import argparse
 import csv
 import filecmp
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -58,32 +59,38 @@ def make_study(folder: Path, minutes: float, files: int, cache: Path) -> Path:
     return folder
 
 
-def cpu_seconds() -> float:
-    """CPU time (user + system) of this process, its reaped children (the pool's, after
-    shutdown) and its live descendants (the Dask nannies' workers)."""
-    me = psutil.Process()
-    times = me.cpu_times()
-    total = times.user + times.system + times.children_user + times.children_system
-    for child in me.children(recursive=True):
+def usage() -> tuple[float, int]:
+    """CPU seconds (user + system) and minor page faults of this process, its reaped
+    children (the pool's, after shutdown) and its live descendants (the Dask workers)."""
+    total, faults = 0.0, 0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        used = resource.getrusage(who)
+        total += used.ru_utime + used.ru_stime
+        faults += used.ru_minflt
+    for child in psutil.Process().children(recursive=True):
         try:
-            child_times = child.cpu_times()
-        except psutil.NoSuchProcess:
+            times = child.cpu_times()
+            with open(f"/proc/{child.pid}/stat") as handle:
+                faults += int(handle.read().rsplit(")", 1)[1].split()[7])
+        except (psutil.NoSuchProcess, OSError):
             continue
-        total += child_times.user + child_times.system
-    return total
+        total += times.user + times.system
+    return total, faults
 
 
 def timed(label: str, study: Path, out: Path, model: Path, **engine) -> float:
     """Run once; print media s per wall s, CPU s per media s, cores busy and the load."""
     files = find_study_files([study])
-    load, cpu, started = os.getloadavg()[0], cpu_seconds(), time.monotonic()
+    load, (cpu, faults), started = os.getloadavg()[0], usage(), time.monotonic()
     run_study(files, out, model, progress=False, echo=lambda *_: None, **engine)
-    wall, cpu = time.monotonic() - started, cpu_seconds() - cpu
+    wall = time.monotonic() - started
+    cpu, faults = (after - before for after, before in zip(usage(), (cpu, faults)))
     with open(out / "study.csv", newline="") as handle:
         media = sum(float(row["duration_s"]) for row in csv.DictReader(handle))
     print(f"{label:<36} {media:5.0f} s of media in {wall:6.1f} s = {media / wall:5.2f} "
-          f"media s per wall s; {cpu / media:.4f} CPU s per media s; {cpu / wall:.2f} cores "
-          f"busy; load {load:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
+          f"media s per wall s; {cpu / media:.4f} CPU s and {faults / media:.0f} minor page "
+          f"faults per media s; {cpu / wall:.2f} cores busy; load {load:.1f} -> "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
     return media / wall
 
 
