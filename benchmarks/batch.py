@@ -15,8 +15,10 @@ them with `affect-monitor analyze`'s runner, each time into a fresh folder:
   ``app.study.engines.DASK_WORKER_SETTINGS`` (with ``--dask-defaults``: first with Dask's
   own defaults too, to show what the settings change).
 
-Each time includes starting the pool's processes and every worker's model; the cluster's
-own start-up is not counted (a cluster is started once for many runs). Each line gives
+Each run is the command a user types, `python -m app.cli analyze FOLDER --out ...`, timed
+from start to end: Python's start and imports, the pool's processes and every worker's
+model count every time; the cluster's own start-up does not (a cluster is started once
+for many runs). Each line gives
 CPU seconds (user + system, this process and all its children) and minor page faults per
 media second: on a shared machine the wall-clock ratios say as much about the other
 processes as about these, the CPU cost much less so; and the load average (1 min) before
@@ -30,6 +32,8 @@ import filecmp
 import os
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,8 +42,7 @@ import psutil  # comes with distributed
 from live_engine import looped_video  # benchmarks/ is the script's folder
 
 from app.study.engines import DASK_WORKER_SETTINGS
-from app.study.inputs import find_study_files
-from app.study.run import available_cores, run_study
+from app.study.run import available_cores
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -78,11 +81,13 @@ def usage() -> tuple[float, int]:
     return total, faults
 
 
-def timed(label: str, study: Path, out: Path, model: Path, **engine) -> float:
-    """Run once; print media s per wall s, CPU s per media s, cores busy and the load."""
-    files = find_study_files([study])
+def timed(label: str, study: Path, out: Path, model: Path, *options: str) -> float:
+    """Run `affect-monitor analyze` once, as a user would (a fresh Python that imports the
+    app, plans, runs), and print media s per wall s, CPU cost, cores busy and the load."""
+    command = [sys.executable, "-m", "app.cli", "analyze", str(study), "--out", str(out),
+               "--model", str(model.absolute()), "--no-progress", *options]
     load, (cpu, faults), started = os.getloadavg()[0], usage(), time.monotonic()
-    run_study(files, out, model, progress=False, echo=lambda *_: None, **engine)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=PROJECT)
     wall = time.monotonic() - started
     cpu, faults = (after - before for after, before in zip(usage(), (cpu, faults)))
     with open(out / "study.csv", newline="") as handle:
@@ -104,7 +109,7 @@ def on_dask(label: str, study: Path, out: Path, model: Path, settings: dict) -> 
         with dask.config.set(settings), LocalCluster(
                 n_workers=2, threads_per_worker=1, processes=True,
                 dashboard_address=None) as cluster:
-            return timed(label, study, out, model, cluster=cluster.scheduler_address)
+            return timed(label, study, out, model, "--cluster", cluster.scheduler_address)
     finally:
         os.environ.clear()
         os.environ.update(environment)
@@ -131,12 +136,11 @@ def main() -> None:
           f"cores; model {args.model.name}", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        every = timed("1 worker, all cores (default)", study, scratch / "all", args.model,
-                      workers=1)
+        every = timed("1 worker, all cores (default)", study, scratch / "all", args.model)
         one = timed("1 worker, one core's share", study, scratch / "one", args.model,
-                    workers=1, threads=1)
+                    "--threads", "1")
         two = timed("2 workers (local processes)", study, scratch / "two", args.model,
-                    workers=2)
+                    "--workers", "2")
         runs = ["all", "one", "two", "dask"]
         if args.dask_defaults:
             on_dask("Dask 2 x 1 thread, Dask's defaults", study, scratch / "dask-defaults",
