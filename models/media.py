@@ -243,8 +243,8 @@ def read_video_frames(path: str | Path, threads: int | None = None) -> Iterator[
 
 
 def decoder_threads(stream, threads: int | None) -> None:
-    """FFmpeg decodes with as many threads as it sees cores (None), or ``threads``: a
-    batch worker given one core's share keeps its decoder to it. Same frames either way."""
+    """FFmpeg picks its decoder's threads from the core count (None), or uses ``threads``:
+    a batch worker given one core's share keeps its decoder to it. Same frames either way."""
     stream.thread_type = "AUTO"
     if threads:
         stream.codec_context.thread_count = threads
