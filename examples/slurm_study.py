@@ -8,8 +8,9 @@ analyze --cluster` hands them the files.
 Run it on the login node (inside tmux or screen: the scheduler lives in this process) or
 as a small one-core sbatch job of its own. It starts a Dask scheduler here, asks SLURM for
 ``--jobs`` jobs of ``--cores`` cores, each running ``--cores`` single-threaded Dask
-workers (one file per core, one ONNX Runtime thread per file), and runs the analysis
-against them. Inputs and --out must be on a filesystem the nodes share: workers read the
+workers (one file per core, one thread per file for ONNX Runtime, OpenCV and FFmpeg;
+started with the worker settings of app/study/engines.py), and runs the analysis against
+them. Inputs and --out must be on a filesystem the nodes share: workers read the
 media and write the results there; only file names pass through the scheduler. When this
 script ends the jobs are cancelled. Killed, timed out, or new participants recorded? Run
 the same command again: finished files are skipped, the rest are analysed.
