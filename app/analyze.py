@@ -59,8 +59,8 @@ def analyze_file(path: str | Path, session: AffectSession, *,
                  vad: VoiceDetector | None = None, tracker: FaceTracker | None = None,
                  chunk_steps: int = CHUNK_STEPS,
                  on_steps: Callable[[int], None] | None = None,
-                 audio_transform: Callable[[np.ndarray], np.ndarray] | None = None
-                 ) -> FileAnalysis:
+                 audio_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+                 decoder_threads: int | None = None) -> FileAnalysis:
     """Predict every 40 ms of ``path``. Raises MediaError when the file is unusable.
 
     ``audio_path``: the sound comes from this file instead (a recorded session's
@@ -69,6 +69,7 @@ def analyze_file(path: str | Path, session: AffectSession, *,
     ``audio_transform`` changes each 40 ms window before it is used (robustness checks:
     the same video with silent or louder audio, benchmarks/voice_heard.py).
     ``vad`` and ``tracker`` are reset first, so one pair can serve many files.
+    ``decoder_threads``: FFmpeg's threads per stream (None: one per core).
     """
     path = Path(path)
     started = time.monotonic()
@@ -79,10 +80,12 @@ def analyze_file(path: str | Path, session: AffectSession, *,
     preparer = StepPreparer(tracker if info.has_video else None,
                             vad if vad is not None else load_voice_detector())
     preparer.reset()
-    frames = _FrameWindow(read_video_frames(path)) if info.has_video else None
+    frames = (_FrameWindow(read_video_frames(path, decoder_threads)) if info.has_video
+              else None)
     chunks = _Chunks(session, chunk_steps, on_steps)
     try:
-        for index, window in enumerate(_windows(info, sound, audio_transform)):
+        for index, window in enumerate(_windows(info, sound, audio_transform,
+                                                decoder_threads)):
             end_s = (index + 1) * WINDOW_SAMPLES / SAMPLE_RATE
             centre_s = end_s - WINDOW_SAMPLES / (2 * SAMPLE_RATE)
             candidates = frames.until(end_s) if frames is not None else []
@@ -97,9 +100,9 @@ def analyze_file(path: str | Path, session: AffectSession, *,
     return chunks.analysis(path, sound, early, time.monotonic() - started)
 
 
-def _windows(info, sound, audio_transform) -> Iterator[np.ndarray]:
+def _windows(info, sound, audio_transform, threads: int | None) -> Iterator[np.ndarray]:
     """The 40 ms audio windows to analyse: the sound's, else silence as long as the video."""
-    windows = (_audio_windows(sound.path) if sound.has_audio
+    windows = (_audio_windows(sound.path, threads) if sound.has_audio
                else _silent_windows(info.duration_s or 0.0))
     if audio_transform is not None:
         windows = (audio_transform(window) for window in windows)
@@ -188,10 +191,10 @@ class _Chunks:
             seconds_taken=seconds, ended_early=early)
 
 
-def _audio_windows(path: Path) -> Iterator[np.ndarray]:
+def _audio_windows(path: Path, threads: int | None = None) -> Iterator[np.ndarray]:
     """640-sample windows of the file's audio; the last partial one padded with zeros."""
     pending = np.zeros(0, np.float32)
-    for chunk in iter_audio(path, SAMPLE_RATE):
+    for chunk in iter_audio(path, SAMPLE_RATE, threads):
         pending = np.concatenate([pending, chunk])
         whole = pending.size // WINDOW_SAMPLES * WINDOW_SAMPLES
         yield from pending[:whole].reshape(-1, WINDOW_SAMPLES)

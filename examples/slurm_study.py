@@ -8,8 +8,9 @@ analyze --cluster` hands them the files.
 Run it on the login node (inside tmux or screen: the scheduler lives in this process) or
 as a small one-core sbatch job of its own. It starts a Dask scheduler here, asks SLURM for
 ``--jobs`` jobs of ``--cores`` cores, each running ``--cores`` single-threaded Dask
-workers (one file per core, one ONNX Runtime thread per file), and runs the analysis
-against them. Inputs and --out must be on a filesystem the nodes share: workers read the
+workers (one file per core, one thread per file for ONNX Runtime, OpenCV and FFmpeg;
+started with the worker settings of app/study/engines.py), and runs the analysis against
+them. Inputs and --out must be on a filesystem the nodes share: workers read the
 media and write the results there; only file names pass through the scheduler. When this
 script ends the jobs are cancelled. Killed, timed out, or new participants recorded? Run
 the same command again: finished files are skipped, the rest are analysed.
@@ -26,6 +27,7 @@ import sys
 from dask_jobqueue import SLURMCluster
 
 from app.study.cli import main as analyze
+from app.study.engines import worker_environment
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         memory=args.memory, walltime=args.walltime, queue=args.partition,
         account=args.account, interface=args.interface, job_name="affect-monitor",
         python=sys.executable,  # this environment, on the shared filesystem
-        # no statistical profiler on the workers: it only costs time for long CPU-bound
-        # tasks (benchmarks/batch.py)
-        job_script_prologue=["export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False"],
+        # Worker settings for long CPU-bound tasks (no profiler, glibc's own malloc
+        # thresholds, a quieter event loop): about a fifth less CPU than Dask's defaults
+        # (app/study/engines.py, benchmarks/batch.py).
+        job_script_prologue=[f"export {name}={value}"
+                             for name, value in worker_environment().items()],
     )
     try:
         if args.dry_run:

@@ -137,13 +137,15 @@ def _stream_duration(stream) -> float | None:
     return float(stream.duration * stream.time_base)
 
 
-def iter_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+def iter_audio(path: str | Path, sample_rate: int = SAMPLE_RATE,
+               threads: int | None = None) -> Iterator[np.ndarray]:
     """Decode the first audio stream as mono float32 chunks at ``sample_rate``.
 
     Leading silence is inserted when the audio starts after the file's origin (a video
     whose sound begins late), so sample n is at time n / sample_rate on the same clock
     as ``read_video_frames``. Channels are averaged: an explicit downmix, not FFmpeg's
-    matrix, so a full-scale stereo file stays within [-1, 1].
+    matrix, so a full-scale stereo file stays within [-1, 1]. ``threads``: see
+    ``decoder_threads``.
     """
     path = Path(path)
     container = _open(path)
@@ -151,7 +153,7 @@ def iter_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> Iterator[np.
         if not container.streams.audio:
             raise MediaError(f"{path}: has no audio stream")
         stream = container.streams.audio[0]
-        stream.thread_type = "AUTO"
+        decoder_threads(stream, threads)
         origin = _origin_s(container)
         resampler = None
         pending: list[np.ndarray] = []
@@ -205,12 +207,13 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return np.clip(audio, -1.0, 1.0, out=audio)
 
 
-def read_video_frames(path: str | Path) -> Iterator[VideoFrame]:
+def read_video_frames(path: str | Path, threads: int | None = None) -> Iterator[VideoFrame]:
     """Decode the first video stream frame by frame as RGB uint8.
 
     ``time_s`` is the frame's presentation time relative to the file's origin (see
     module doc); a frame without a pts gets the previous time plus one frame period.
     Raises MediaError naming the file when it is unreadable or has no video.
+    ``threads``: see ``decoder_threads``.
     """
     path = Path(path)
     container = _open(path)
@@ -218,7 +221,7 @@ def read_video_frames(path: str | Path) -> Iterator[VideoFrame]:
         if not container.streams.video:
             raise MediaError(f"{path}: has no video stream")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        decoder_threads(stream, threads)
         origin = _origin_s(container)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         period = 1.0 / float(rate)
@@ -237,6 +240,14 @@ def read_video_frames(path: str | Path) -> Iterator[VideoFrame]:
                         path.name, time_s, _reason(error))
     finally:
         container.close()
+
+
+def decoder_threads(stream, threads: int | None) -> None:
+    """FFmpeg picks its decoder's threads from the core count (None), or uses ``threads``:
+    a batch worker given one core's share keeps its decoder to it. Same frames either way."""
+    stream.thread_type = "AUTO"
+    if threads:
+        stream.codec_context.thread_count = threads
 
 
 def choose_frame(frames: Sequence, centre_s: float, max_age_s: float = MAX_FRAME_AGE_S):

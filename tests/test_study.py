@@ -21,10 +21,11 @@ import numpy as np
 import pytest
 import soundfile
 
-from models.media import write_media
 from app.study.cli import main
+from app.study.engines import DASK_WORKER_SETTINGS
 from app.study.inputs import StudyInputError, find_study_files
 from app.study.table import STUDY_COLUMNS
+from models.media import write_media
 
 PROJECT = Path(__file__).resolve().parents[1]
 RATE = 16_000
@@ -141,10 +142,12 @@ def test_two_local_processes_write_the_same_bytes(study, serial, tiny_model_path
 def test_a_dask_cluster_of_two_worker_processes_writes_the_same_bytes(study, serial,
                                                                        tiny_model_path,
                                                                        tmp_path, capsys):
+    import dask
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster:
+    with dask.config.set(DASK_WORKER_SETTINGS), LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True,
+            dashboard_address=None) as cluster:
         assert run(study, "--out", tmp_path, "--model", tiny_model_path,
                    "--cluster", cluster.scheduler_address) == 0
     assert "on the Dask cluster at tcp://" in capsys.readouterr().out
@@ -333,6 +336,9 @@ def test_the_slurm_example_asks_for_single_threaded_workers_one_per_core(capsys)
     assert "#SBATCH --cpus-per-task=4" in script and "#SBATCH -p short" in script
     assert "--nthreads 1" in script and "--nworkers 4" in script
     assert sys.executable in script  # the nodes run this environment
+    # the workers start with the settings measured for these tasks
+    assert "export DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False" in script
+    assert "export MALLOC_TRIM_THRESHOLD_=67108864" in script
 
 
 def test_a_damaged_session_folder_is_reported_not_analysed_as_a_plain_folder(tmp_path):

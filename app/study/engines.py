@@ -12,7 +12,9 @@ workers and only small results come back.
 * ``run_cluster``: Dask ``distributed`` (``--cluster ADDRESS``): an existing scheduler
   (``dask scheduler``, ``dask-jobqueue`` on SLURM/PBS, ``LocalCluster``) hands the tasks
   to its workers; a worker that dies is retried there, a task that keeps killing workers
-  comes back as a failure.
+  comes back as a failure. Start the workers with ``DASK_WORKER_SETTINGS`` (as Dask
+  configuration, or as ``worker_environment()`` in a job script): Dask's defaults suit
+  many small tasks, and cost these long CPU-bound ones a quarter to a half more CPU.
 """
 from __future__ import annotations
 
@@ -21,6 +23,40 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from app.study.task import FileTask, TaskResult, run_file_task
+
+# Dask configuration for workers that run these tasks (one file each: minutes of CPU in
+# one thread), set where the workers start: LocalCluster (benchmarks/batch.py, the tests),
+# job scripts (examples/slurm_study.py). With Dask's defaults a 2 x 1-thread cluster spent
+# about a third more CPU per media second than the local pool; with these, the same
+# (`benchmarks/batch.py --dask-defaults`; figures in the README).
+DASK_WORKER_SETTINGS = {
+    # The nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also pins glibc's
+    # mmap threshold at 128 KiB: every decoded frame (0.5 MB) becomes a fresh mmap whose
+    # pages fault in again (10,700 minor faults per media s against 900). Thresholds at
+    # glibc's own dynamic maxima instead (the worker's own environment wins over Dask's).
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 64 * 2**20,
+    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
+    # The statistical profiler samples every worker's stack each 10 ms.
+    "distributed.worker.profile.enabled": False,
+    # Event-loop housekeeping, 50 + 10 + 2 wake-ups a second by default, each taking the
+    # GIL from the task's thread; a task lasts minutes, so once a second or two is plenty.
+    "distributed.admin.tick.interval": "1s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+}
+
+
+def worker_environment() -> dict[str, str]:
+    """``DASK_WORKER_SETTINGS`` as environment variables, for workers started by a job
+    script or ``dask worker`` (set them before the worker starts)."""
+    environment = {}
+    for key, value in DASK_WORKER_SETTINGS.items():
+        if key.startswith("distributed.nanny.pre-spawn-environ."):
+            environment[key.rsplit(".", 1)[1]] = str(value)
+        else:
+            name = key.upper().replace(".", "__").replace("-", "_")
+            environment[f"DASK_{name}"] = str(value)
+    return environment
 
 
 class ClusterError(RuntimeError):

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import cv2
+
 from app.analyze import CHUNK_STEPS, analyze_file, summarise, write_predictions
 from app.provenance import sha256_of
 from app.vad import load_voice_detector, voice_detector_name
@@ -48,7 +50,9 @@ class FileTask:
     audio: str | None = None
     vad: str = "silero"
     chunk_steps: int = CHUNK_STEPS
-    threads: int | None = None  # ONNX Runtime intra-op threads; None: ORT's default
+    # The worker's share of the cores: threads for ONNX Runtime, OpenCV and FFmpeg's
+    # decoders each (one file runs them in turn, not at once); None: their defaults.
+    threads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,8 @@ def run_file_task(task: FileTask, on_steps=None) -> TaskResult:
         worker = _worker(task)
         result = analyze_file(task.media, worker.session, audio_path=task.audio,
                               vad=worker.vad, tracker=worker.tracker,
-                              chunk_steps=task.chunk_steps, on_steps=on_steps)
+                              chunk_steps=task.chunk_steps, on_steps=on_steps,
+                              decoder_threads=task.threads)
         for before in inputs:  # e.g. a file still being copied in when the run started
             now = os.stat(before["path"])
             if (now.st_size, now.st_mtime_ns) != (before["size"], before["mtime_ns"]):
@@ -194,6 +199,8 @@ class _Worker:
         if sha256_of(Path(task.model)) != task.model_sha256:
             raise RuntimeError(f"{task.model} on this machine is not the model the run "
                                f"started with (sha256 differs); copy the same file")
+        if task.threads:  # process-wide; a worker process runs one file at a time
+            cv2.setNumThreads(task.threads)
         self.session = AffectSession(task.model, intra_op_threads=task.threads)
         self.vad = load_voice_detector(task.vad)
         self.tracker = FaceTracker(self.session.spec.face)
