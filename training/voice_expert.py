@@ -85,10 +85,15 @@ class VoiceExpert(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.lstm = nn.LSTM(self.in_features, hidden, layers, batch_first=True)
         self.head = nn.Linear(hidden, 2)
-        # The confidence reads the statistics and the reading, not the LSTM's units: the
-        # fusion stage can then train it on readings of voices this expert never heard
-        # (cross-fitted experts, training/train_experts.py), whose LSTM units differ.
-        self.precision = nn.Sequential(nn.Linear(self.in_features + 2, CONFIDENCE_HIDDEN),
+        # The confidence reads how much voice there is (the voiced share and evidence of
+        # the last seconds, the current window's voicing) and the reading itself; not the
+        # LSTM's units, so the fusion stage can train it on readings of voices this expert
+        # never heard (cross-fitted experts, training/train_experts.py), and not the
+        # spectral statistics, whose values on another corpus or microphone it has never
+        # seen (a confidence read from them trusted the voice's worst dimension there).
+        self.confidence_inputs = [2 * d + 1, 2 * d + 2, 3 * d + 3]  # share, evidence, voicing
+        self.precision = nn.Sequential(nn.Linear(len(self.confidence_inputs) + 2,
+                                                 CONFIDENCE_HIDDEN),
                                        nn.Tanh(), nn.Linear(CONFIDENCE_HIDDEN, 2))
 
     @property
@@ -126,7 +131,8 @@ class VoiceExpert(nn.Module):
         Gated by the voiced evidence of the last seconds: where no voice has been heard
         (digital silence, a muted microphone) the voice gets no say beside a face,
         whatever the learnt part says."""
-        learnt = self.precision(torch.cat([features, reading], dim=-1)).clamp(-8.0, 8.0)
+        amount = features[..., self.confidence_inputs]
+        learnt = self.precision(torch.cat([amount, reading], dim=-1)).clamp(-8.0, 8.0)
         # exp - 1, not expm1: ONNX has no expm1
         heard = torch.exp(features[..., self.evidence_index:self.evidence_index + 1]) - 1.0
         # floor 1e-12: beside any face (log precision >= -8) the silent voice's weight is
