@@ -54,15 +54,7 @@ def run_study(files: list[StudyFile], out: Path, model: Path, *, workers: int = 
         echo(f"removed {removed} unfinished output folder(s) left by an interrupted run")
 
     failures = {item.name: item.problem for item in files if item.problem}
-    todo, skipped = [], []
-    for item in files:
-        if item.problem:
-            continue
-        task = FileTask(name=item.name, media=str(item.media), out=str(out / item.name),
-                        model=str(Path(model).absolute()), model_sha256=model_sha,
-                        audio=str(item.audio) if item.audio else None, vad=vad,
-                        chunk_steps=chunk_steps)
-        (skipped if up_to_date(task) else todo).append(task)
+    todo, skipped = _plan(files, out, model, model_sha, vad, chunk_steps)
     durations = {task.name: _duration(task) for task in todo}
     todo.sort(key=lambda task: -durations[task.name])  # longest first: workers end together
 
@@ -70,22 +62,58 @@ def run_study(files: list[StudyFile], out: Path, model: Path, *, workers: int = 
     if threads is None:  # fill the cores, never more threads than cores
         threads = 1 if cluster else max(1, available_cores() // workers)
     todo = [replace(task, threads=threads) for task in todo]
-    where = (f"the Dask cluster at {cluster}" if cluster else
-             f"{workers} local process(es)" if workers > 1 else "this process")
     echo(f"{len(files)} file(s): {len(skipped)} up to date, {len(todo)} to analyse, "
-         f"{len(failures)} unusable; model {spec.name}, on {where}, {threads} ONNX Runtime "
-         f"thread(s) per file")
+         f"{len(failures)} unusable; model {spec.name}, on {_where(cluster, workers)}, "
+         f"{threads} ONNX Runtime thread(s) per file")
 
     bars = _Bars(progress and bool(todo), len(files), len(files) - len(todo),
                  sum(durations.values()), echo)
+    results = _start(todo, cluster, workers, bars)
+    analysed = _collect(results, durations, failures, bars)
+
+    rows = [study_row(item, out, item.name in failures) for item in files]
+    failed = tuple((item, failures[item.name]) for item in files if item.name in failures)
+    written = [*write_study_table(rows, out), write_failures(list(failed), out)]
+    echo(f"{len(analysed)} analysed, {len(skipped)} up to date, {len(failed)} failed; "
+         f"study table: {written[0]}")
+    return StudyReport(tuple(analysed), tuple(t.name for t in skipped), failed, tuple(written))
+
+
+def _plan(files: list[StudyFile], out: Path, model: Path, model_sha: str, vad: str,
+          chunk_steps: int) -> tuple[list[FileTask], list[FileTask]]:
+    """One task per usable file, split into (to analyse, already up to date)."""
+    todo, skipped = [], []
+    for item in files:
+        if item.problem:  # unusable: already counted as a failure
+            continue
+        task = FileTask(name=item.name, media=str(item.media), out=str(out / item.name),
+                        model=str(Path(model).absolute()), model_sha256=model_sha,
+                        audio=str(item.audio) if item.audio else None, vad=vad,
+                        chunk_steps=chunk_steps)
+        (skipped if up_to_date(task) else todo).append(task)
+    return todo, skipped
+
+
+def _where(cluster: str | None, workers: int) -> str:
+    """Where the files are analysed, for the opening line."""
+    return (f"the Dask cluster at {cluster}" if cluster else
+            f"{workers} local process(es)" if workers > 1 else "this process")
+
+
+def _start(todo: list[FileTask], cluster: str | None, workers: int, bars: "_Bars"):
+    """The task results, as they finish, from the engine the options ask for."""
     if not todo:
-        results = iter(())
-    elif cluster:
-        results = run_cluster(todo, cluster)
-    elif workers > 1:
-        results = run_pool(todo, workers)
-    else:
-        results = run_here(todo, on_steps=bars.steps)
+        return iter(())
+    if cluster:
+        return run_cluster(todo, cluster)
+    if workers > 1:
+        return run_pool(todo, workers)
+    return run_here(todo, on_steps=bars.steps)
+
+
+def _collect(results, durations: dict[str, float], failures: dict[str, str],
+             bars: "_Bars") -> list[str]:
+    """Report each result as it comes; record failures; return the names analysed."""
     analysed = []
     try:
         for result in results:
@@ -100,14 +128,8 @@ def run_study(files: list[StudyFile], out: Path, model: Path, *, workers: int = 
                 failures[result.name] = result.error
                 bars.write(f"failed: {result.error}")
     finally:
-        bars.close()
-
-    rows = [study_row(item, out, item.name in failures) for item in files]
-    failed = tuple((item, failures[item.name]) for item in files if item.name in failures)
-    written = [*write_study_table(rows, out), write_failures(list(failed), out)]
-    echo(f"{len(analysed)} analysed, {len(skipped)} up to date, {len(failed)} failed; "
-         f"study table: {written[0]}")
-    return StudyReport(tuple(analysed), tuple(t.name for t in skipped), failed, tuple(written))
+        bars.close()  # the bars leave the terminal clean even when interrupted
+    return analysed
 
 
 def _duration(task: FileTask) -> float:
