@@ -127,6 +127,14 @@ def _from_folder(root: Path, extensions: frozenset[str], participant: str = "",
 
 
 def _from_manifest(manifest: Path, extensions: frozenset[str]) -> list[_Found]:
+    found: list[_Found] = []
+    for row in _manifest_rows(manifest):
+        found += _manifest_entry(manifest, row, extensions)
+    return found
+
+
+def _manifest_rows(manifest: Path) -> list[dict]:
+    """The manifest's rows, as csv.DictReader reads them; a clear error if it is unusable."""
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
@@ -140,20 +148,22 @@ def _from_manifest(manifest: Path, extensions: frozenset[str]) -> list[_Found]:
         raise StudyInputError(
             f"{manifest}: a manifest needs a header line with a 'media' column "
             f"(media[,participant,session]); its first line is {columns or 'empty'}")
-    found: list[_Found] = []
-    for row in rows:
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-        if not row.get("media"):
-            continue  # a blank line
-        path = Path(row["media"]).expanduser()
-        path = Path(os.path.abspath(path if path.is_absolute() else manifest.parent / path))
-        participant, session = row.get("participant", ""), row.get("session", "")
-        if path.is_dir():
-            found += _from_folder(path, extensions, participant, session)
-            continue
-        found.append(_Found("_".join(p for p in (participant, session, path.stem) if p),
-                            path, None, participant, session))
-    return found
+    return rows
+
+
+def _manifest_entry(manifest: Path, row: dict, extensions: frozenset[str]) -> list[_Found]:
+    """The files one manifest row names: none (blank), one file, or a folder's files."""
+    row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+    if not row.get("media"):
+        return []  # a blank line
+    path = Path(row["media"]).expanduser()
+    # Relative paths are relative to the manifest, not to where the command runs.
+    path = Path(os.path.abspath(path if path.is_absolute() else manifest.parent / path))
+    participant, session = row.get("participant", ""), row.get("session", "")
+    if path.is_dir():
+        return _from_folder(path, extensions, participant, session)
+    return [_Found("_".join(p for p in (participant, session, path.stem) if p),
+                   path, None, participant, session)]
 
 
 def _name(found: list[_Found]) -> list[StudyFile]:
