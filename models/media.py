@@ -106,29 +106,38 @@ def probe(path: str | Path) -> MediaInfo:
     with _open(path) as container:
         audio = container.streams.audio[0] if container.streams.audio else None
         video = container.streams.video[0] if container.streams.video else None
-        duration = None
-        if container.duration is not None:
-            duration = container.duration / av.time_base
-        else:
-            for stream in (audio, video):
-                if stream is not None and stream.duration is not None and stream.time_base:
-                    duration = max(duration or 0.0, float(stream.duration * stream.time_base))
-        fps = None
-        if video is not None:
-            rate = video.average_rate or video.guessed_rate or video.base_rate
-            fps = float(rate) if rate else None
         return MediaInfo(
             path=path,
-            duration_s=duration,
+            duration_s=_container_duration(container, audio, video),
             has_audio=audio is not None,
             has_video=video is not None,
-            fps=fps,
+            fps=_fps(video),
             size=(video.codec_context.width, video.codec_context.height) if video else None,
             audio_rate=audio.rate if audio is not None else None,
             audio_channels=audio.channels if audio is not None else None,
             audio_duration_s=_stream_duration(audio),
             video_duration_s=_stream_duration(video),
         )
+
+
+def _container_duration(container: av.container.InputContainer, audio, video) -> float | None:
+    """The container's duration; else the longest stream's (some files omit the former)."""
+    if container.duration is not None:
+        return container.duration / av.time_base
+    duration = None
+    for stream in (audio, video):
+        seconds = _stream_duration(stream)
+        if seconds is not None:
+            duration = max(duration or 0.0, seconds)
+    return duration
+
+
+def _fps(video) -> float | None:
+    """Frame rate from the first rate the headers give (average, guessed, base)."""
+    if video is None:
+        return None
+    rate = video.average_rate or video.guessed_rate or video.base_rate
+    return float(rate) if rate else None
 
 
 def _stream_duration(stream) -> float | None:
