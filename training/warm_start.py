@@ -78,6 +78,26 @@ def load_face_pathway(expert: FaceExpert, onnx_path) -> None:
         raise WarmStartError(f"{onnx_path}: not a single-LSTM model without descriptors")
     graph = onnx.load(str(onnx_path)).graph
     weights = _initializers(graph)
+    convs, lstms, head = _face_nodes(graph, weights)
+    _load_visual(expert.visual, convs)
+    if len(lstms) != expert.lstm.num_layers or head is None:
+        raise WarmStartError(f"{onnx_path}: expected {expert.lstm.num_layers} LSTM layers "
+                             "and a head")
+    audio_width = lstms[0][0].shape[2] - expert.visual.out_features - 1
+    quiet = quiet_audio_features(weights, network)
+    if quiet.shape[0] != audio_width:
+        raise WarmStartError(f"audio features {quiet.shape[0]} vs LSTM columns {audio_width}")
+    _load_lstm(expert.lstm, lstms, quiet, audio_width)
+    with torch.no_grad():
+        expert.head.weight.copy_(torch.from_numpy(head.T.copy()))
+        expert.head.bias.copy_(torch.from_numpy(weights["head.bias"].copy()))
+        expert.precision.weight.zero_()
+        expert.precision.bias.zero_()
+
+
+def _face_nodes(graph, weights: dict[str, np.ndarray]):
+    """The graph's visual convs (name -> folded weight, bias), LSTM layers ([W, R, B]
+    each) and head matrix (None when absent), in graph order."""
     convs, lstms, head = {}, [], None
     for node in graph.node:
         if node.op_type == "Conv" and node.name.startswith("/visual/"):
@@ -86,22 +106,30 @@ def load_face_pathway(expert: FaceExpert, onnx_path) -> None:
             lstms.append([weights[name] for name in node.input[1:4]])
         elif node.op_type == "MatMul" and node.name == "/head/MatMul":
             head = weights[node.input[1]]
-    visual = expert.visual
+    return convs, lstms, head
+
+
+def _conv_and_norm(node_name: str) -> tuple[str, str]:
+    """Module paths of the conv an ONNX Conv node came from and of the BatchNorm after it."""
+    # "/visual/stages/stages.2/downsample/downsample.0/Conv" -> "stages.2.downsample.0"
+    parts = node_name.split("/")[2:-1]
+    path = ".".join(part for index, part in enumerate(parts)
+                    if not (index + 1 < len(parts) and parts[index + 1].startswith(part + ".")))
+    if path.endswith("downsample.0"):
+        return path, path[:-1] + "1"
+    if path == "stem.0":
+        return path, "stem.1"
+    match = re.fullmatch(r"(stages\.\d+)\.conv(\d)", path)
+    if not match:
+        raise WarmStartError(f"unexpected visual conv {node_name}")
+    return path, f"{match[1]}.bn{match[2]}"
+
+
+def _load_visual(visual, convs: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Each folded conv back as conv weight + an identity BatchNorm carrying the bias."""
     modules = dict(visual.named_modules())
     for node_name, (weight, bias) in convs.items():
-        # "/visual/stages/stages.2/downsample/downsample.0/Conv" -> "stages.2.downsample.0"
-        parts = node_name.split("/")[2:-1]
-        path = ".".join(part for index, part in enumerate(parts)
-                        if not (index + 1 < len(parts) and parts[index + 1].startswith(part + ".")))
-        if path.endswith("downsample.0"):
-            conv_path, bn_path = path, path[:-1] + "1"
-        elif path == "stem.0":
-            conv_path, bn_path = path, "stem.1"
-        else:
-            match = re.fullmatch(r"(stages\.\d+)\.conv(\d)", path)
-            if not match:
-                raise WarmStartError(f"unexpected visual conv {node_name}")
-            conv_path, bn_path = path, f"{match[1]}.bn{match[2]}"
+        conv_path, bn_path = _conv_and_norm(node_name)
         conv, norm = modules[conv_path], modules[bn_path]
         if tuple(conv.weight.shape) != weight.shape:
             raise WarmStartError(f"{conv_path}: shape {tuple(conv.weight.shape)} vs {weight.shape}")
@@ -113,31 +141,23 @@ def load_face_pathway(expert: FaceExpert, onnx_path) -> None:
             norm.running_var.fill_(1.0 - norm.eps)  # sqrt(var + eps) = 1
     if len(convs) != sum(1 for m in visual.modules() if isinstance(m, torch.nn.Conv2d)):
         raise WarmStartError("the visual branch's convolutions do not match")
-    hidden = expert.lstm.hidden_size
-    if len(lstms) != expert.lstm.num_layers or head is None:
-        raise WarmStartError(f"{onnx_path}: expected {expert.lstm.num_layers} LSTM layers "
-                             "and a head")
-    audio_width = lstms[0][0].shape[2] - visual.out_features - 1
-    quiet = quiet_audio_features(weights, network)
-    if quiet.shape[0] != audio_width:
-        raise WarmStartError(f"audio features {quiet.shape[0]} vs LSTM columns {audio_width}")
-    for layer, (w, r, b) in enumerate(lstms):
+
+
+def _load_lstm(lstm: torch.nn.LSTM, layers: list, quiet: np.ndarray, audio_width: int) -> None:
+    """ONNX LSTM layers into ``lstm``, gates reordered; layer 0 loses its audio columns."""
+    hidden = lstm.hidden_size
+    for layer, (w, r, b) in enumerate(layers):
         w, r, b = w[0], r[0], b[0]
         bias_ih, bias_hh = b[:4 * hidden], b[4 * hidden:]
         if layer == 0:  # the quiet microphone's contribution becomes part of the bias
             bias_ih = bias_ih + w[:, :audio_width] @ quiet
             w = w[:, audio_width:]
         with torch.no_grad():
-            getattr(expert.lstm, f"weight_ih_l{layer}").copy_(
+            getattr(lstm, f"weight_ih_l{layer}").copy_(
                 torch.from_numpy(_reorder_gates(w, hidden)))
-            getattr(expert.lstm, f"weight_hh_l{layer}").copy_(
+            getattr(lstm, f"weight_hh_l{layer}").copy_(
                 torch.from_numpy(_reorder_gates(r, hidden)))
-            getattr(expert.lstm, f"bias_ih_l{layer}").copy_(
+            getattr(lstm, f"bias_ih_l{layer}").copy_(
                 torch.from_numpy(_reorder_gates(bias_ih, hidden)))
-            getattr(expert.lstm, f"bias_hh_l{layer}").copy_(
+            getattr(lstm, f"bias_hh_l{layer}").copy_(
                 torch.from_numpy(_reorder_gates(bias_hh, hidden)))
-    with torch.no_grad():
-        expert.head.weight.copy_(torch.from_numpy(head.T.copy()))
-        expert.head.bias.copy_(torch.from_numpy(weights["head.bias"].copy()))
-        expert.precision.weight.zero_()
-        expert.precision.bias.zero_()
