@@ -194,6 +194,20 @@ def _actor_folders(root: Path) -> dict[int, Path]:
 
 
 def _load_actor(folder: Path, actor: int, cache_dir, use_cache: bool) -> RavdessClips:
+    speech = _speech_files(folder, actor)
+    key = cache.fingerprint([path for path, _ in speech], str(folder), f"rate={SAMPLE_RATE}")
+    cache_path = cache.cache_dir(cache_dir) / f"ravdess-{folder.name}-{key}.npz"
+    stored = cache.load_npz(cache_path) if use_cache else None
+    if stored is None:
+        stored = _decode(speech)
+        if use_cache:
+            cache.save_npz(cache_path, **stored)
+    return _assemble(stored)
+
+
+def _speech_files(folder: Path, actor: int) -> list[tuple[Path, dict[str, int]]]:
+    """The folder's speech clips with their name codes, sorted; song clips are skipped with
+    a warning, and a clip of another actor is an error."""
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
     codes = [parse_name(path) for path in files]
@@ -203,18 +217,10 @@ def _load_actor(folder: Path, actor: int, cache_dir, use_cache: bool) -> Ravdess
                                      f"match its folder {folder.name}")
     songs = [path.name for path, code in zip(files, codes) if code["channel"] == _SONG]
     if songs:
+        # stacklevel 4: one frame below _load_actor, so the warning points where it did.
         warnings.warn(f"RAVDESS {folder}: ignored {len(songs)} song clip(s) (vocal channel "
-                      "02); this reader takes speech only", RuntimeWarning, stacklevel=3)
-    speech = [(path, code) for path, code in zip(files, codes) if code["channel"] == _SPEECH]
-
-    key = cache.fingerprint([path for path, _ in speech], str(folder), f"rate={SAMPLE_RATE}")
-    cache_path = cache.cache_dir(cache_dir) / f"ravdess-{folder.name}-{key}.npz"
-    stored = cache.load_npz(cache_path) if use_cache else None
-    if stored is None:
-        stored = _decode(speech)
-        if use_cache:
-            cache.save_npz(cache_path, **stored)
-    return _assemble(stored)
+                      "02); this reader takes speech only", RuntimeWarning, stacklevel=4)
+    return [(path, code) for path, code in zip(files, codes) if code["channel"] == _SPEECH]
 
 
 def _decode(speech: list[tuple[Path, dict[str, int]]]) -> dict[str, np.ndarray]:
