@@ -123,54 +123,69 @@ def read_gold_standard(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
     DatasetError naming the file and line for anything that is not that format.
     """
     path = Path(path)
+    attributes: list[str] = []
+    times, values = [], []
+    columns = None  # (frameTime, GoldStandard) column indices, once @data is reached
+    for number, raw in enumerate(_read_lines(path), start=1):
+        line = raw.strip()
+        if not line or line.startswith("%"):
+            continue
+        if columns is None:
+            columns = _header_line(path, number, line, attributes)
+            continue
+        time, value = _data_row(path, number, line, attributes, columns)
+        times.append(time)
+        values.append(value)
+    if columns is None:
+        raise DatasetError(f"{path}: no @data section; expected an AVEC 2016 gold-standard "
+                           "ARFF file")
+    return np.array(times, np.float64), np.array(values, np.float32)
+
+
+def _read_lines(path: Path) -> list[str]:
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise DatasetError(f"{path}: gold-standard file not found") from None
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path}: cannot be read ({error})") from None
-    attributes: list[str] = []
-    times, values = [], []
-    in_data = False
-    columns = None
-    for number, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line or line.startswith("%"):
-            continue
-        lower = line.lower()
-        if not in_data:
-            if lower.startswith("@attribute"):
-                parts = line.split()
-                if len(parts) < 3:
-                    raise DatasetError(f"{path}:{number}: malformed @attribute line {line!r}")
-                attributes.append(parts[1].strip("'\"").lower())
-            elif lower.startswith("@data"):
-                in_data = True
-                missing = [n for n in ("frametime", "goldstandard") if n not in attributes]
-                if missing:
-                    raise DatasetError(
-                        f"{path}:{number}: attributes {attributes} lack {missing}; expected "
-                        "@attribute Instance_name string, frameTime numeric, GoldStandard "
-                        "numeric")
-                columns = (attributes.index("frametime"), attributes.index("goldstandard"))
-            elif not lower.startswith("@relation"):
-                raise DatasetError(f"{path}:{number}: expected @relation, @attribute or "
-                                   f"@data before the data, got {line!r}")
-            continue
-        cells = [cell.strip().strip("'\"") for cell in line.split(",")]
-        if len(cells) != len(attributes):
-            raise DatasetError(f"{path}:{number}: expected {len(attributes)} comma-separated "
-                               f"values ({', '.join(attributes)}), got {len(cells)}")
-        try:
-            times.append(float(cells[columns[0]]))
-            values.append(float(cells[columns[1]]))
-        except ValueError:
-            raise DatasetError(f"{path}:{number}: frameTime and GoldStandard must be "
-                               f"numbers, got {line!r}") from None
-    if not in_data:
-        raise DatasetError(f"{path}: no @data section; expected an AVEC 2016 gold-standard "
-                           "ARFF file")
-    return np.array(times, np.float64), np.array(values, np.float32)
+
+
+def _header_line(path: Path, number: int, line: str,
+                 attributes: list[str]) -> tuple[int, int] | None:
+    """Read one header line: appends to ``attributes``; at @data returns the columns."""
+    lower = line.lower()
+    if lower.startswith("@attribute"):
+        parts = line.split()
+        if len(parts) < 3:
+            raise DatasetError(f"{path}:{number}: malformed @attribute line {line!r}")
+        attributes.append(parts[1].strip("'\"").lower())
+    elif lower.startswith("@data"):
+        missing = [n for n in ("frametime", "goldstandard") if n not in attributes]
+        if missing:
+            raise DatasetError(
+                f"{path}:{number}: attributes {attributes} lack {missing}; expected "
+                "@attribute Instance_name string, frameTime numeric, GoldStandard "
+                "numeric")
+        return attributes.index("frametime"), attributes.index("goldstandard")
+    elif not lower.startswith("@relation"):
+        raise DatasetError(f"{path}:{number}: expected @relation, @attribute or "
+                           f"@data before the data, got {line!r}")
+    return None
+
+
+def _data_row(path: Path, number: int, line: str, attributes: list[str],
+              columns: tuple[int, int]) -> tuple[float, float]:
+    """(frameTime, GoldStandard) of one data line."""
+    cells = [cell.strip().strip("'\"") for cell in line.split(",")]
+    if len(cells) != len(attributes):
+        raise DatasetError(f"{path}:{number}: expected {len(attributes)} comma-separated "
+                           f"values ({', '.join(attributes)}), got {len(cells)}")
+    try:
+        return float(cells[columns[0]]), float(cells[columns[1]])
+    except ValueError:
+        raise DatasetError(f"{path}:{number}: frameTime and GoldStandard must be "
+                           f"numbers, got {line!r}") from None
 
 
 def read_recola_labels(arousal: str | os.PathLike, valence: str | os.PathLike) -> LabelTrack:
