@@ -80,12 +80,29 @@ def recola_files(root: str | os.PathLike, partitions=PARTITIONS,
     """
     root = Path(root)
     partitions = tuple(partitions)
+    _check_partitions(partitions)
+    _check_folders(root, video)
+    found = []
+    for wav in sorted((root / AUDIO_DIR).glob("*.wav"), key=_order):
+        match = _NAME.match(wav.stem)
+        if match and match.group(1) in partitions:
+            found.append(_recording(root, wav, match.group(1), video))
+    if not found:
+        raise DatasetError(f"{root / AUDIO_DIR}: no {'/'.join(partitions)}_N.wav recordings")
+    return found
+
+
+def _check_partitions(partitions: tuple) -> None:
     if "test" in partitions:
         raise DatasetError("RECOLA test partition has no public gold standard; use "
                            f"{PARTITIONS}")
     unknown = [p for p in partitions if p not in PARTITIONS]
     if unknown or not partitions:
         raise DatasetError(f"RECOLA partitions must be among {PARTITIONS}, got {partitions}")
+
+
+def _check_folders(root: Path, video: bool) -> None:
+    """Name the first missing folder before any file is looked for."""
     folders = [root / AUDIO_DIR, root / GOLD_DIR / "arousal", root / GOLD_DIR / "valence"]
     folders += [root / VIDEO_DIR] if video else []
     for folder in folders:
@@ -93,23 +110,19 @@ def recola_files(root: str | os.PathLike, partitions=PARTITIONS,
             raise DatasetError(f"{folder}: folder not found; expected the AVEC 2016 RECOLA "
                                f"layout ({AUDIO_DIR}/, {VIDEO_DIR}/, {GOLD_DIR}/arousal/, "
                                f"{GOLD_DIR}/valence/ under {root})")
-    found = []
-    for wav in sorted((root / AUDIO_DIR).glob("*.wav"), key=_order):
-        match = _NAME.match(wav.stem)
-        if not match or match.group(1) not in partitions:
-            continue
-        files = RecolaFiles(
-            name=wav.stem, partition=match.group(1), audio=wav,
-            video=root / VIDEO_DIR / f"{wav.stem}.mp4" if video else None,
-            arousal=root / GOLD_DIR / "arousal" / f"{wav.stem}.arff",
-            valence=root / GOLD_DIR / "valence" / f"{wav.stem}.arff")
-        for path in (files.video, files.arousal, files.valence):
-            if path is not None and not path.is_file():
-                raise DatasetError(f"{path}: not found (needed for {wav})")
-        found.append(files)
-    if not found:
-        raise DatasetError(f"{root / AUDIO_DIR}: no {'/'.join(partitions)}_N.wav recordings")
-    return found
+
+
+def _recording(root: Path, wav: Path, partition: str, video: bool) -> RecolaFiles:
+    """One recording's files, named after its wav; an error if any of them is missing."""
+    files = RecolaFiles(
+        name=wav.stem, partition=partition, audio=wav,
+        video=root / VIDEO_DIR / f"{wav.stem}.mp4" if video else None,
+        arousal=root / GOLD_DIR / "arousal" / f"{wav.stem}.arff",
+        valence=root / GOLD_DIR / "valence" / f"{wav.stem}.arff")
+    for path in (files.video, files.arousal, files.valence):
+        if path is not None and not path.is_file():
+            raise DatasetError(f"{path}: not found (needed for {wav})")
+    return files
 
 
 def _order(path: Path) -> tuple[str, int]:
