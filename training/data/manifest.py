@@ -108,15 +108,7 @@ def read_label_csv(path: str | os.PathLike) -> LabelTrack:
         with path.open(newline="", encoding="utf-8-sig") as stream:
             reader = csv.reader(stream)
             header = [name.strip().lower() for name in next(reader, [])]
-            time_name = next((name for name in TIME_COLUMNS if name in header), None)
-            missing = [name for name in LABEL_COLUMNS if name not in header]
-            if time_name is None or missing:
-                raise DatasetError(
-                    f"{path}:1: header {header} lacks "
-                    f"{'a time column (time_s or time)' if time_name is None else ''}"
-                    f"{' and ' if time_name is None and missing else ''}"
-                    f"{' '.join(missing)}; expected e.g. 'time_s,arousal,valence'")
-            columns = [header.index(name) for name in (time_name, *LABEL_COLUMNS)]
+            columns = _label_columns(path, header)
             rows = []
             for row in reader:
                 if not any(cell.strip() for cell in row):
@@ -126,6 +118,19 @@ def read_label_csv(path: str | os.PathLike) -> LabelTrack:
         raise DatasetError(f"{path}: cannot be read as a CSV label file ({error})") from None
     table = np.array(rows, np.float64).reshape(-1, 3)
     return LabelTrack(table[:, 0], table[:, 1:].astype(np.float32), str(path))
+
+
+def _label_columns(path: Path, header: list[str]) -> list[int]:
+    """Indices of the time, arousal and valence columns; an error naming what is missing."""
+    time_name = next((name for name in TIME_COLUMNS if name in header), None)
+    missing = [name for name in LABEL_COLUMNS if name not in header]
+    if time_name is None or missing:
+        raise DatasetError(
+            f"{path}:1: header {header} lacks "
+            f"{'a time column (time_s or time)' if time_name is None else ''}"
+            f"{' and ' if time_name is None and missing else ''}"
+            f"{' '.join(missing)}; expected e.g. 'time_s,arousal,valence'")
+    return [header.index(name) for name in (time_name, *LABEL_COLUMNS)]
 
 
 def _numbers(row: list[str], columns: list[int], header: list[str], path: Path,
