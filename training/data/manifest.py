@@ -387,29 +387,38 @@ def read_manifest(path: str | os.PathLike) -> list[RecordingEntry]:
         with path.open(newline="", encoding="utf-8-sig") as stream:
             reader = csv.reader(stream)
             header = [name.strip().lower() for name in next(reader, [])]
-            unknown = [name for name in header if name not in MANIFEST_COLUMNS]
-            missing = [name for name in ("media", "labels") if name not in header]
-            if missing or unknown or len(set(header)) != len(header):
-                raise DatasetError(
-                    f"{path}:1: header {header} must name the columns media,labels and "
-                    f"optionally split,speaker, each once"
-                    + (f" (missing {missing})" if missing else "")
-                    + (f" (unknown {unknown})" if unknown else ""))
+            _check_manifest_header(path, header)
             for row in reader:
                 if not any(cell.strip() for cell in row):
                     continue
-                line = reader.line_num
-                if len(row) != len(header):
-                    raise DatasetError(f"{path}:{line}: expected {len(header)} fields "
-                                       f"({','.join(header)}), got {len(row)}")
-                cells = {name: cell.strip() for name, cell in zip(header, row)}
-                entries.append(_manifest_entry(path, line, cells, names))
+                cells = _manifest_cells(path, reader.line_num, header, row)
+                entries.append(_manifest_entry(path, reader.line_num, cells, names))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise DatasetError(f"{path}: cannot be read as a CSV manifest ({error})") from None
     if not entries:
         raise DatasetError(f"{path}: the manifest lists no recordings")
     check_speaker_disjoint(entries, str(path))
     return entries
+
+
+def _check_manifest_header(path: Path, header: list[str]) -> None:
+    unknown = [name for name in header if name not in MANIFEST_COLUMNS]
+    missing = [name for name in ("media", "labels") if name not in header]
+    if missing or unknown or len(set(header)) != len(header):
+        raise DatasetError(
+            f"{path}:1: header {header} must name the columns media,labels and "
+            f"optionally split,speaker, each once"
+            + (f" (missing {missing})" if missing else "")
+            + (f" (unknown {unknown})" if unknown else ""))
+
+
+def _manifest_cells(path: Path, line: int, header: list[str],
+                    row: list[str]) -> dict[str, str]:
+    """One row's fields by column name; every row must have one field per column."""
+    if len(row) != len(header):
+        raise DatasetError(f"{path}:{line}: expected {len(header)} fields "
+                           f"({','.join(header)}), got {len(row)}")
+    return {name: cell.strip() for name, cell in zip(header, row)}
 
 
 def _manifest_entry(path: Path, line: int, cells: dict[str, str],
