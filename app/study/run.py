@@ -100,7 +100,7 @@ def _where(cluster: str | None, workers: int) -> str:
             f"{workers} local process(es)" if workers > 1 else "this process")
 
 
-def _start(todo: list[FileTask], cluster: str | None, workers: int, bars: "_Bars"):
+def _start(todo: list[FileTask], cluster: str | None, workers: int, bars: _Bars):
     """The task results, as they finish, from the engine the options ask for."""
     if not todo:
         return iter(())
@@ -112,7 +112,7 @@ def _start(todo: list[FileTask], cluster: str | None, workers: int, bars: "_Bars
 
 
 def _collect(results, durations: dict[str, float], failures: dict[str, str],
-             bars: "_Bars") -> list[str]:
+             bars: _Bars) -> list[str]:
     """Report each result as it comes; record failures; return the names analysed."""
     analysed = []
     try:
