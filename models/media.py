@@ -335,11 +335,17 @@ def write_media(path: str | Path, frames, sound: np.ndarray | None = None, *, fp
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
         if track is not None:
-            sound = np.asarray(sound, np.float32)
-            for start in range(0, sound.size, 1024):
-                chunk = av.AudioFrame.from_ndarray(sound[None, start:start + 1024].copy(),
-                                                   format="fltp", layout="mono")
-                chunk.sample_rate, chunk.pts = rate, start
-                out.mux(track.encode(chunk))
-            out.mux(track.encode(None))
+            encode_audio(out, track, sound, rate)
     return Path(path)
+
+
+def encode_audio(out, track, sound: np.ndarray, rate: int, frame_size: int = 1024) -> None:
+    """Encode mono float32 ``sound`` into the open container's audio ``track`` and flush it
+    (``frame_size``: samples per codec frame, 1024 for AAC, 1152 for MP3)."""
+    sound = np.asarray(sound, np.float32)
+    for start in range(0, sound.size, frame_size):
+        chunk = av.AudioFrame.from_ndarray(sound[None, start:start + frame_size].copy(),
+                                           format="fltp", layout="mono")
+        chunk.sample_rate, chunk.pts = rate, start
+        out.mux(track.encode(chunk))
+    out.mux(track.encode(None))

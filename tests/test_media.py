@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from models.media import (MediaError, choose_frame, probe, read_audio, read_video_frames,
-                          step_frames)
+from models.media import (MediaError, choose_frame, encode_audio, probe, read_audio,
+                          read_video_frames, step_frames)
 
 RATE = 16_000
 
@@ -94,12 +94,7 @@ def test_mp3_and_wav_resampled_to_16k_keep_their_pitch_and_length(tmp_path):
     with av.open(str(mp3), "w") as out:
         stream = out.add_stream("libmp3lame", rate=rate)
         stream.layout = "mono"
-        for start in range(0, tone.size, 1152):
-            frame = av.AudioFrame.from_ndarray(tone[None, start:start + 1152].copy(),
-                                               format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = rate, start
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+        encode_audio(out, stream, tone, rate, frame_size=1152)
     for path in (wav, mp3):
         audio = read_audio(path)
         assert audio.size == pytest.approx(2 * RATE, abs=0.06 * RATE)  # mp3 pads a little

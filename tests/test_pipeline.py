@@ -20,7 +20,7 @@ from app.pipeline import Engine, Subscription
 from app.sources import CameraSource, MicrophoneSource, Pacing, open_file
 from app.sources.base import Frame
 from app.vad import EnergyVoiceDetector
-from models.media import choose_frame, read_video_frames
+from models.media import choose_frame, encode_audio, read_video_frames
 from models.runtime import AffectSession
 
 RATE = 16_000
@@ -55,12 +55,7 @@ def write_face_flash_clip(path, face_rgb, onset=0.6, seconds=1.2, fps=25):
         out.mux(video.encode(None))
         t = np.arange(int(seconds * RATE)) / RATE
         tone = np.where(t >= onset, 0.5 * np.sin(2 * np.pi * 1000 * t), 0).astype(np.float32)
-        for start in range(0, tone.size, 1024):
-            frame = av.AudioFrame.from_ndarray(tone[None, start:start + 1024].copy(),
-                                               format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = RATE, start
-            out.mux(audio.encode(frame))
-        out.mux(audio.encode(None))
+        encode_audio(out, audio, tone, RATE)
 
 
 @pytest.fixture(scope="module")
