@@ -18,11 +18,7 @@ whole in the checkpoint. Three stages, each fast on a 2-core CPU:
           FER2013Train faces and RAVDESS actors 1-16 voices in which a share of the segments
           show a face and a voice that disagree (target: the mean of the two), some have no
           face and some no voice. Both experts are frozen, so their LSTM outputs are
-          computed once and the heads train on them in seconds. With cross-fitting
-          ([fusion] cross_fit_folds), each fold's voices are read by an extra voice expert
-          trained without them, so the voice's confidence learns how good the voice is on
-          voices it has not heard, as in use (the shipped expert knows its training voices
-          too well: trusting it there over-weights its valence).
+          computed once and the heads train on them in seconds.
 
 Writes OUT/experts.pt (a checkpoint training.export reads) and OUT/train.json (figures).
 """
@@ -79,11 +75,6 @@ class FusionRecipe:
     p_mismatch: float = 0.5
     epochs: int = 300
     lr: float = 1e-2
-    # The voice's confidence learns how often the voice is right, so it must see readings
-    # of voices the reading expert never heard: with k folds, k extra voice experts each
-    # train without one fold of the training actors and read that fold's sequences.
-    # 0 = the shipped voice expert reads its own training voices (over-confident).
-    cross_fit_folds: int = 0
 
 
 @dataclass(frozen=True)
@@ -300,43 +291,10 @@ def train_voice(voice, recipe: Recipe, train, valid, log) -> dict:
 
 # ----- stage 3: the fusion -----
 
-def actor_folds(clips, folds: int) -> list[np.ndarray]:
-    """The training actors in ``folds`` groups of whole pairs (RAVDESS's odd actors are male,
-    even female, so every fold has both)."""
-    actors = np.unique(clips.actor)
-    fold_of = (np.arange(len(actors)) // 2) % folds
-    return [actors[fold_of == k] for k in range(folds)]
-
-
-def clips_of(clips, actors) -> object:
-    return clips.subset(np.flatnonzero(np.isin(clips.actor, actors)))
-
-
-def cross_fitted_voices(model, recipe: Recipe, train, valid, log) -> list[tuple]:
-    """[(voices, expert that never heard them)]: one pair per fold, or all training voices
-    with the shipped expert when cross-fitting is off."""
-    from training.voice_expert import VoiceExpert
-
-    folds = recipe.fusion.cross_fit_folds
-    if not folds:
-        return [(train, model.voice)]
-    pairs = []
-    for fold, held in enumerate(actor_folds(train, folds)):
-        expert = VoiceExpert(hidden=model.config.voice_hidden,
-                             memory_seconds=model.config.voice_memory_seconds)
-        rest = clips_of(train, np.setdiff1d(np.unique(train.actor), held))
-        log(f"fusion: voice expert {fold + 1}/{folds} without actors {held.tolist()}")
-        figures = train_voice(expert, recipe, rest, valid, log)
-        log(f"fusion: it scores held-out clips CCC {figures['arousal']:.3f} / "
-            f"{figures['valence']:.3f}")
-        pairs.append((clips_of(train, held), expert.eval()))
-    return pairs
-
-
 @torch.no_grad()
-def encoded_sequences(model, recipe: Recipe, faces, voice_pairs) -> dict:
-    """Synthetic training sequences through the frozen face expert and, for each group of
-    voices, the voice expert paired with them: encodings, voice readings and targets."""
+def encoded_sequences(model, recipe: Recipe, faces, voices) -> dict:
+    """Synthetic training sequences (FER+ ``faces``, RAVDESS ``voices``) through both frozen
+    experts: their encodings, the voice's readings and the targets."""
     from training.data.sequences import (SequenceDataset, SyntheticBuilder, SyntheticConfig,
                                          collate_sequences)
 
@@ -344,30 +302,28 @@ def encoded_sequences(model, recipe: Recipe, faces, voice_pairs) -> dict:
     config = SyntheticConfig(seconds=settings.seconds, p_face_missing=settings.p_face_missing,
                              p_silence=settings.p_silence, p_mismatch=settings.p_mismatch)
     model.eval()
+    builder = SyntheticBuilder.from_data(faces, voices, model.config.face_crop, config)
+    dataset = SequenceDataset(builder, settings.sequences, recipe.seed)
     parts = {"face": [], "voice": [], "voice_reading": [], "face_mask": [], "target": []}
-    for group, (voices, voice_expert) in enumerate(voice_pairs):
-        builder = SyntheticBuilder.from_data(faces, voices, model.config.face_crop, config)
-        dataset = SequenceDataset(builder, settings.sequences // len(voice_pairs),
-                                  recipe.seed + group)
-        for start in range(0, len(dataset), 8):
-            batch = collate_sequences([dataset[i] for i in range(start, min(start + 8,
-                                                                             len(dataset)))])
-            h, c = model.initial_state(batch["audio"].shape[0])
-            face_state, (voice_h, voice_c, sums) = model.split_state(h, c)
-            parts["face"].append(model.face.encode(batch["face"], batch["face_mask"],
-                                                   *face_state)[0])
-            encoded = voice_expert.encode(batch["audio"], voice_h, voice_c, sums)[0]
-            parts["voice"].append(encoded[..., voice_expert.lstm.hidden_size:])
-            parts["voice_reading"].append(voice_expert.read(encoded)[0])
-            parts["face_mask"].append(batch["face_mask"])
-            parts["target"].append(batch["target"])
+    for start in range(0, len(dataset), 8):
+        batch = collate_sequences([dataset[i] for i in range(start, min(start + 8,
+                                                                         len(dataset)))])
+        h, c = model.initial_state(batch["audio"].shape[0])
+        face_state, voice_state = model.split_state(h, c)
+        parts["face"].append(model.face.encode(batch["face"], batch["face_mask"],
+                                               *face_state)[0])
+        encoded = model.voice.encode(batch["audio"], *voice_state)[0]
+        parts["voice"].append(encoded[..., model.voice.lstm.hidden_size:])
+        parts["voice_reading"].append(model.voice.read(encoded)[0])
+        parts["face_mask"].append(batch["face_mask"])
+        parts["target"].append(batch["target"])
     return {key: torch.cat(value) for key, value in parts.items()}
 
 
-def train_fusion(model, recipe: Recipe, faces, voice_pairs, log) -> dict:
+def train_fusion(model, recipe: Recipe, faces, voices, log) -> dict:
     """Train the two confidence heads on synthetic sequences; both readings are frozen."""
     started = time.time()
-    data = encoded_sequences(model, recipe, faces, voice_pairs)
+    data = encoded_sequences(model, recipe, faces, voices)
     log(f"fusion: {len(data['target'])} synthetic sequences through both experts in "
         f"{time.time() - started:.0f} s")
     heads = [model.face.precision, model.voice.precision]
@@ -447,9 +403,8 @@ def run(recipe: Recipe, out: Path, init: Path | None = None, resume: bool = Fals
 
         train, valid = split_actors(load_ravdess(data_root / "ravdess-speech-16k"))
         figures = {"voice": train_voice(model.voice, recipe, train, valid, log)}
-        voice_pairs = cross_fitted_voices(model, recipe, train, valid, log)
         faces = load_ferplus(data_root / "ferplus", "FER2013Train")
-        figures["fusion"] = train_fusion(model, recipe, faces, voice_pairs, log)
+        figures["fusion"] = train_fusion(model, recipe, faces, train, log)
         card = {"training_command": command,
                 "training_data": ["FER+ FER2013Train (face, via " + recipe.face.source + ")",
                                   "RAVDESS speech actors 1-16"]}
