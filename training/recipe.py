@@ -1,6 +1,6 @@
 """Recipe files: how a model is trained, as one frozen config read from a TOML file.
 
-    affect-train --config training/recipes/default.toml --out runs/v6 --set data.root=PATH
+    affect-train --config training/recipes/default.toml --out runs/v7 --set data.root=PATH
 
 A recipe names the network (``preset`` plus ``[network]`` overrides of training/network.py's
 NetworkConfig), the data (``[data]``) and each stage's optimisation. The network decides the

@@ -1,7 +1,7 @@
 """`affect-train`: train a model from a recipe file (training/recipes/*.toml).
 
     affect-train --config training/recipes/affect_small_v5.toml --out runs/v5
-    affect-train --config training/recipes/default.toml --out runs/v6 --set data.root=PATH
+    affect-train --config training/recipes/default.toml --out runs/v7 --set data.root=PATH
 
 The recipe holds every choice (network, data, each stage's optimisation; training/recipe.py)
 and is saved whole in every checkpoint. Its network picks the trainer: an experts network

@@ -1,6 +1,6 @@
 """Train the default model's design (training/experts.py) from a recipe file.
 
-    affect-train --config training/recipes/default.toml --out runs/v6
+    affect-train --config training/recipes/default.toml --out runs/v7
 
 (`affect-train` dispatches here for an experts network.) Every option is in the recipe, saved
 whole in the checkpoint. Three stages, each fast on a 2-core CPU:

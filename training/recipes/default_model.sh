@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Trains, exports and evaluates the shipped default model (affect-small-v6) from a clean
+# Trains, exports and evaluates the shipped default model (affect-small-v7) from a clean
 # checkout of this repository (with its git history: the face expert starts from
 # affect-small-v5, taken from commit d630e61), and ships it:
 #   bash training/recipes/default_model.sh [DATA_ROOT] [RUN_DIR] [--set KEY=VALUE ...]
@@ -10,7 +10,7 @@
 # then models/default.onnx and its card models/default.md.
 set -euo pipefail
 data=${1:-../shared/data}
-run=${2:-runs/v6}
+run=${2:-runs/v7}
 shift $(( $# < 2 ? $# : 2 ))
 python=${PYTHON:-.venv/bin/python}
 mkdir -p "$run"
@@ -20,5 +20,5 @@ start=$(date +%s)
     --out "$run" "$@"
 echo "training took $(( ($(date +%s) - start) / 60 )) min on $(nproc) cores" | tee "$run/time.txt"
 
-"$python" -m training.export "$run/experts.pt" -o "$run/default.onnx" --name affect-small-v6
+"$python" -m training.export "$run/experts.pt" -o "$run/default.onnx" --name affect-small-v7
 bash training/recipes/evaluate_and_ship.sh "$data" "$run"
