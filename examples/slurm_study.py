@@ -24,10 +24,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+import dask
 from dask_jobqueue import SLURMCluster
 
 from app.study.cli import main as analyze
-from app.study.engines import worker_environment
+from app.study.engines import DASK_WORKER_SETTINGS, worker_environment
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the job script and exit")
     args = parser.parse_args(argv)
 
+    # The scheduler runs in this process: it takes the same settings (no work stealing).
+    dask.config.set(DASK_WORKER_SETTINGS)
     cluster = SLURMCluster(
         cores=args.cores, processes=args.cores,  # workers of one thread: a file per core
         memory=args.memory, walltime=args.walltime, queue=args.partition,

@@ -24,11 +24,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from app.study.task import FileTask, TaskResult, run_file_task
 
-# Dask configuration for workers that run these tasks (one file each: minutes of CPU in
-# one thread), set where the workers start: LocalCluster (benchmarks/batch.py, the tests),
-# job scripts (examples/slurm_study.py). With Dask's defaults a 2 x 1-thread cluster spent
-# about a third more CPU per media second than the local pool; with these, the same
-# (`benchmarks/batch.py --dask-defaults`; figures in the README).
+# Dask configuration for a cluster that runs these tasks (one file each: minutes of CPU in
+# one thread), set where the workers and the scheduler start: LocalCluster
+# (benchmarks/batch.py, the tests), job scripts and the scheduler's process
+# (examples/slurm_study.py). With Dask's defaults a 2 x 1-thread cluster ran at 0.71x the
+# local pool; with these, 1.01-1.04x (`benchmarks/batch.py --dask-defaults`; the README).
 DASK_WORKER_SETTINGS = {
     # The nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also pins glibc's
     # mmap threshold at 128 KiB: every decoded frame (0.5 MB) becomes a fresh mmap whose
@@ -43,6 +43,9 @@ DASK_WORKER_SETTINGS = {
     "distributed.admin.tick.interval": "1s",
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
+    # The scheduler looks for work to steal every 100 ms; with one task per free worker
+    # (Dask's queuing) there is none to steal.
+    "distributed.scheduler.work-stealing": False,
 }
 
 
