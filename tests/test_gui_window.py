@@ -63,7 +63,7 @@ def test_a_bad_model_is_refused_and_the_previous_one_keeps_running(qtbot, sessio
     assert not window.control.set_model(str(bad))
     assert window.error_box is not None and window.error_box.isVisible()
     assert "not a loadable ONNX model" in window.error_box.text()
-    assert window.control.session is session and window.control.live.engine is engine_before
+    assert window.control.model is session and window.control.live.engine is engine_before
     assert window.settings.model != str(bad)
     points = window.curves.traces["arousal"].size
     qtbot.waitUntil(lambda: window.curves.traces["arousal"].size > points + 5, timeout=10_000)

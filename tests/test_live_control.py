@@ -197,7 +197,7 @@ def test_a_bad_model_is_refused_and_the_running_engine_keeps_it(session, long_to
     bad.write_bytes(b"not a model")
     assert not control.set_model(str(bad))
     assert seen.errors[-1][0] == "Cannot use this model"
-    assert control.session is session and control.live is live and control.model_path == "tiny"
+    assert control.model is session and control.live is live and control.model_path == "tiny"
     control.close()
     assert not control.running
 

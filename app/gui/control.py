@@ -157,11 +157,11 @@ class RateMeter:
 class LiveControl:
     """The live session's state and commands (see the module docstring)."""
 
-    def __init__(self, session: AffectSession | None, sources: SourceChoice, *,
+    def __init__(self, model: AffectSession | None, sources: SourceChoice, *,
                  model_path: str = "", marker_labels: list[str] | None = None,
                  lsl_stream: bool = False, pacing: Pacing = Pacing.REALTIME,
                  recorder_class=None, observer: LiveObserver | None = None) -> None:
-        self.session = session
+        self.model = model  # the ONNX model (AffectSession), None until one loads
         self.model_path = model_path
         self.sources = sources
         self.pacing = pacing
@@ -204,11 +204,11 @@ class LiveControl:
     def set_model(self, path: str) -> bool:
         """Load and check a model; on failure say why and keep the previous one running."""
         try:
-            session = load_model(path)
+            model = load_model(path)
         except ModelLoadError as error:
             self.observer.on_error("Cannot use this model", str(error))
             return False
-        self.session, self.model_path = session, str(path)
+        self.model, self.model_path = model, str(path)
         self.observer.on_choice()
         self.observer.on_change()
         if self.live is not None or not self.sources.empty:
@@ -235,7 +235,7 @@ class LiveControl:
         self.sources = choice
         self.observer.on_choice()
         self.observer.on_change()
-        if self.session is not None and not choice.empty:
+        if self.model is not None and not choice.empty:
             return self.start()
         self.stop()
         return True
@@ -249,12 +249,12 @@ class LiveControl:
 
     def start(self) -> bool:
         """(Re)start the engine on the chosen model and sources."""
-        if self.session is None:
+        if self.model is None:
             self.observer.on_error("No model", "Choose a model first (Model ▸ Choose model…).")
             return False
         self.stop()
         try:
-            live = LiveEngine(self.session, self.sources, self.pacing)
+            live = LiveEngine(self.model, self.sources, self.pacing)
             live.start()
         except (SourceError, MediaError) as error:
             self.observer.on_error("Cannot start", str(error))

@@ -193,9 +193,9 @@ class MainWindow(QMainWindow):
         self.panel.show_rating_input(control.rating_mode, control.sampler.running)
         if control.sampler.running:
             self._show_rating()
-        session = control.session
-        self.status.set_model(*(("no model", "") if session is None
-                                else (session.spec.name, session.provider)))
+        model = control.model
+        self.status.set_model(*(("no model", "") if model is None
+                                else (model.spec.name, model.provider)))
         self.status.set_sources(*control.source_names())
         self._show_recording()
 
